@@ -1,0 +1,42 @@
+package v1alpha1
+
+// Condition types of a WorkloadIsolation. Every condition follows the
+// Kubernetes API conventions (metav1.Condition) and the kstatus conventions:
+// Ready is always present, Stalled appears only while the spec cannot be acted
+// upon.
+const (
+	// ConditionReady summarises the resource: True when the desired policies
+	// are in place (Enforce mode) or computed (Audit mode) for the current
+	// generation; False with the reason of the first problem otherwise.
+	ConditionReady = "Ready"
+
+	// ConditionPoliciesApplied is True when every generated NetworkPolicy
+	// exists in the cluster exactly as computed from the current spec, and
+	// False while they are not (Audit mode, an invalid spec, an API error).
+	ConditionPoliciesApplied = "PoliciesApplied"
+
+	// ConditionStalled is True while the spec cannot be turned into policies
+	// without a change by the user (unknown preset, invalid selector). The
+	// operator does not retry on its own; the last applied policies stay in
+	// place. kstatus reports such a resource as Failed.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons. They are CamelCase, stable, and meant for automation.
+const (
+	// ReasonReconciled: the policies match the spec.
+	ReasonReconciled = "Reconciled"
+	// ReasonApplied: PoliciesApplied is True.
+	ReasonApplied = "Applied"
+	// ReasonAuditOnly: Audit mode, policies were computed and reported, none written.
+	ReasonAuditOnly = "AuditOnly"
+	// ReasonTargetNotFound: spec.target.workloadRef names a workload that does not exist (yet).
+	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonUnknownPreset: a from entry names a preset the operator does not know.
+	ReasonUnknownPreset = "UnknownPreset"
+	// ReasonInvalidSpec: the spec passed API validation but cannot be turned
+	// into valid NetworkPolicies (for example an invalid label selector).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonApplyFailed: the API server refused or failed a write; retried with back-off.
+	ReasonApplyFailed = "ApplyFailed"
+)

@@ -1,0 +1,350 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Mode says whether the operator writes the policies it computes.
+// +kubebuilder:validation:Enum=Enforce;Audit
+type Mode string
+
+const (
+	// ModeEnforce writes, owns and repairs the generated NetworkPolicies.
+	ModeEnforce Mode = "Enforce"
+	// ModeAudit computes the policies and reports them in status, writing none.
+	// Switching from Enforce to Audit removes the policies written before.
+	ModeAudit Mode = "Audit"
+)
+
+// WorkloadKind is the kind of workload a WorkloadRef points at.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+type WorkloadKind string
+
+// Supported workload kinds, all in the apps/v1 group.
+const (
+	WorkloadKindDeployment  WorkloadKind = "Deployment"
+	WorkloadKindStatefulSet WorkloadKind = "StatefulSet"
+	WorkloadKindDaemonSet   WorkloadKind = "DaemonSet"
+)
+
+// WorkloadIsolationSpec is the desired isolation of one workload.
+type WorkloadIsolationSpec struct {
+	// target selects the pods to isolate, in the namespace of the
+	// WorkloadIsolation.
+	// +required
+	Target Target `json:"target"`
+
+	// ingress lists the sources allowed to reach the target. Everything else
+	// is denied. An absent or empty list denies all ingress.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Ingress []IngressRule `json:"ingress,omitempty"`
+
+	// mode is Enforce (default: write and keep the policies) or Audit
+	// (compute and report them in status, write nothing).
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode Mode `json:"mode,omitempty"`
+}
+
+// Target selects the pods to isolate. Exactly one of podSelector and
+// workloadRef is set.
+// +kubebuilder:validation:XValidation:rule="has(self.podSelector) != has(self.workloadRef)",message="exactly one of podSelector or workloadRef must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.podSelector) || (has(self.selectAllPods) && self.selectAllPods) || (has(self.podSelector.matchLabels) && size(self.podSelector.matchLabels) > 0) || (has(self.podSelector.matchExpressions) && size(self.podSelector.matchExpressions) > 0)",message="podSelector is empty and would select every pod in the namespace; set selectAllPods: true to confirm"
+// +kubebuilder:validation:XValidation:rule="!has(self.selectAllPods) || !self.selectAllPods || (has(self.podSelector) && (!has(self.podSelector.matchLabels) || size(self.podSelector.matchLabels) == 0) && (!has(self.podSelector.matchExpressions) || size(self.podSelector.matchExpressions) == 0))",message="selectAllPods: true requires an empty podSelector ({})"
+type Target struct {
+	// podSelector selects the target pods by label. An empty selector ({})
+	// selects every pod in the namespace and is accepted only together with
+	// selectAllPods: true.
+	// +optional
+	PodSelector *LabelSelector `json:"podSelector,omitempty"`
+
+	// workloadRef names a Deployment, StatefulSet or DaemonSet in the same
+	// namespace; its spec.selector becomes the target and is followed when it
+	// changes.
+	// +optional
+	WorkloadRef *WorkloadRef `json:"workloadRef,omitempty"`
+
+	// selectAllPods confirms that an empty podSelector, which selects every
+	// pod in the namespace, is intended.
+	// +optional
+	SelectAllPods bool `json:"selectAllPods,omitempty"`
+}
+
+// WorkloadRef names a workload in the namespace of the WorkloadIsolation.
+type WorkloadRef struct {
+	// kind is Deployment, StatefulSet or DaemonSet (group apps).
+	// +required
+	Kind WorkloadKind `json:"kind"`
+
+	// name of the workload.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// IngressRule allows traffic from a set of sources to a set of ports. Each
+// rule becomes one NetworkPolicy named <workloadisolation>-allow-<name>.
+type IngressRule struct {
+	// name identifies the rule and names its NetworkPolicy: a DNS label,
+	// unique within ingress.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// from lists the allowed sources; a connection is allowed if it matches
+	// any entry. At least one entry is required: to allow every pod in every
+	// namespace say so with namespaceSelector: {}.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	From []IngressPeer `json:"from"`
+
+	// ports lists the allowed destination ports on the target pods. An absent
+	// or empty list allows all ports.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Ports []IngressPort `json:"ports,omitempty"`
+}
+
+// IngressPeer is one allowed source: either a named preset, or the fields of
+// a NetworkPolicyPeer with their usual meaning (namespaceSelector and
+// podSelector together select pods in the selected namespaces; podSelector
+// alone selects pods in the namespace of the WorkloadIsolation; ipBlock
+// selects addresses and stands alone).
+// +kubebuilder:validation:XValidation:rule="has(self.preset) || has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock)",message="each from entry needs one of preset, namespaceSelector, podSelector or ipBlock"
+// +kubebuilder:validation:XValidation:rule="!has(self.preset) || !(has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock))",message="preset cannot be combined with namespaceSelector, podSelector or ipBlock in the same from entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.ipBlock) || !(has(self.namespaceSelector) || has(self.podSelector))",message="ipBlock cannot be combined with namespaceSelector or podSelector in the same from entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.presetNamespace) || has(self.preset)",message="presetNamespace is only valid together with preset"
+type IngressPeer struct {
+	// preset names a source defined by the operator: a built-in such as
+	// ingress-nginx or one an administrator configured. An unknown name is
+	// reported in status and never treated as "allow".
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Preset string `json:"preset,omitempty"`
+
+	// presetNamespace points the preset at another namespace than its
+	// default, for example the namespace ingress-nginx was installed in.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	PresetNamespace string `json:"presetNamespace,omitempty"`
+
+	// namespaceSelector selects namespaces by label; {} selects all namespaces.
+	// +optional
+	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// podSelector selects pods by label; {} selects all pods (in the
+	// namespaces chosen by namespaceSelector, or in this namespace).
+	// +optional
+	PodSelector *LabelSelector `json:"podSelector,omitempty"`
+
+	// ipBlock selects a range of IP addresses.
+	// +optional
+	IPBlock *IPBlock `json:"ipBlock,omitempty"`
+}
+
+// IPBlock is a CIDR with optional exceptions.
+// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, isCIDR(e) && cidr(e).ip().family() == cidr(self.cidr).ip().family() && cidr(self.cidr).containsCIDR(e) && cidr(e).prefixLength() > cidr(self.cidr).prefixLength())",message="every except entry must be a CIDR strictly inside cidr, of the same IP family"
+type IPBlock struct {
+	// cidr is an IPv4 or IPv6 range such as 10.0.0.0/8 or 2001:db8::/32.
+	// +required
+	// +kubebuilder:validation:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a valid CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+	CIDR string `json:"cidr"`
+
+	// except lists ranges inside cidr that are not allowed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=43
+	Except []string `json:"except,omitempty"`
+}
+
+// IngressPort is a destination port (or port range) on the target pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != int || (self.port >= 1 && self.port <= 65535)",message="port must be between 1 and 65535"
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != string || (self.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.port.matches('[a-z]') && !self.port.contains('--') && size(self.port) <= 15)",message="a named port must be an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter"
+// +kubebuilder:validation:XValidation:rule="!has(self.endPort) || (has(self.port) && type(self.port) == int && self.endPort >= self.port)",message="endPort needs a numeric port and must not be below it"
+type IngressPort struct {
+	// protocol is TCP (default), UDP or SCTP.
+	// +optional
+	// +kubebuilder:default=TCP
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP
+	Protocol corev1.Protocol `json:"protocol,omitempty"`
+
+	// port is a port number (1-65535) or a named container port. Absent means
+	// every port of the protocol.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=15
+	Port *intstr.IntOrString `json:"port,omitempty"`
+
+	// endPort, with a numeric port, allows the range port..endPort.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	EndPort *int32 `json:"endPort,omitempty"`
+}
+
+// LabelSelector selects objects by label, with the semantics of
+// metav1.LabelSelector: all matchLabels and all matchExpressions must match;
+// an empty selector ({}) selects everything.
+type LabelSelector struct {
+	// matchLabels requires each key to have the given value.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+
+	// matchExpressions lists requirements on labels.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelSelectorRequirement is a requirement on one label key.
+// +kubebuilder:validation:XValidation:rule="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",message="In and NotIn need values; Exists and DoesNotExist take none"
+type LabelSelectorRequirement struct {
+	// key is the label key.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	Key string `json:"key"`
+
+	// operator is In, NotIn, Exists or DoesNotExist.
+	// +required
+	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist
+	Operator metav1.LabelSelectorOperator `json:"operator"`
+
+	// values for In and NotIn.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	Values []string `json:"values,omitempty"`
+}
+
+// IsEmpty reports whether the selector selects everything.
+func (s *LabelSelector) IsEmpty() bool {
+	return s == nil || (len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0)
+}
+
+// LabelSelector returns the selector as a metav1.LabelSelector (nil for nil).
+func (s *LabelSelector) LabelSelector() *metav1.LabelSelector {
+	if s == nil {
+		return nil
+	}
+	out := &metav1.LabelSelector{}
+	if len(s.MatchLabels) > 0 {
+		out.MatchLabels = make(map[string]string, len(s.MatchLabels))
+		for k, v := range s.MatchLabels {
+			out.MatchLabels[k] = v
+		}
+	}
+	for _, e := range s.MatchExpressions {
+		out.MatchExpressions = append(out.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: e.Key, Operator: e.Operator, Values: append([]string(nil), e.Values...),
+		})
+	}
+	return out
+}
+
+// PolicyReference names one generated object.
+type PolicyReference struct {
+	// kind of the object, NetworkPolicy.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+
+	// name of the object, in the namespace of the WorkloadIsolation.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// WorkloadIsolationStatus is the observed state of a WorkloadIsolation.
+type WorkloadIsolationStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (always), PoliciesApplied, and Stalled while the spec
+	// cannot be acted upon.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// policies lists the objects generated for this resource, in Enforce mode
+	// those written, in Audit mode those that would be written.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Policies []PolicyReference `json:"policies,omitempty"`
+
+	// target is the resolved pod selector, in kubectl's label selector syntax.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Target string `json:"target,omitempty"`
+
+	// selectedPods counts the pods the target selects now.
+	// +optional
+	SelectedPods int32 `json:"selectedPods"`
+}
+
+// WorkloadIsolation isolates one workload: it denies all ingress to the
+// target pods except from the listed sources, by generating and owning
+// NetworkPolicies.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=wi,categories=isolation
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Policies",type=string,JSONPath=`.status.policies[*].name`,description="Generated NetworkPolicies"
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WorkloadIsolation struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired isolation.
+	// +required
+	Spec WorkloadIsolationSpec `json:"spec"`
+
+	// status is the observed state.
+	// +optional
+	Status WorkloadIsolationStatus `json:"status,omitempty"`
+}
+
+// WorkloadIsolationList is a list of WorkloadIsolations.
+//
+// +kubebuilder:object:root=true
+type WorkloadIsolationList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WorkloadIsolation `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WorkloadIsolation{}, &WorkloadIsolationList{})
+}

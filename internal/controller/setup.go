@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	clientworkqueue "k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/policy"
+)
+
+// workloadRefIndex indexes WorkloadIsolations by "<Kind>/<name>" of their
+// spec.target.workloadRef.
+const workloadRefIndex = "spec.target.workloadRef"
+
+type workqueue = clientworkqueue.TypedRateLimitingInterface[reconcile.Request]
+
+// CacheOptions restricts the manager's cache to what the reconciler needs, so
+// memory stays small on large clusters: only generated NetworkPolicies, and
+// workloads stripped down to their selector. Pods are watched metadata-only
+// (see SetupWithManager). Managed fields are dropped from every object.
+func CacheOptions() cache.Options {
+	generated := labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&networkingv1.NetworkPolicy{}: {Label: generated},
+			&appsv1.Deployment{}:          {Transform: keepSelectorOnly},
+			&appsv1.StatefulSet{}:         {Transform: keepSelectorOnly},
+			&appsv1.DaemonSet{}:           {Transform: keepSelectorOnly},
+		},
+	}
+}
+
+// SetupWithManager registers the reconciler and its watches.
+func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &isolationv1alpha1.WorkloadIsolation{}, workloadRefIndex,
+		func(obj client.Object) []string {
+			ref := obj.(*isolationv1alpha1.WorkloadIsolation).Spec.Target.WorkloadRef
+			if ref == nil {
+				return nil
+			}
+			return []string{workloadRefKey(string(ref.Kind), ref.Name)}
+		}); err != nil {
+		return fmt.Errorf("indexing WorkloadIsolations by workloadRef: %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&networkingv1.NetworkPolicy{}).
+		WatchesMetadata(&corev1.Pod{}, podHandler{client: mgr.GetClient()})
+	for _, kind := range []isolationv1alpha1.WorkloadKind{
+		isolationv1alpha1.WorkloadKindDeployment, isolationv1alpha1.WorkloadKindStatefulSet, isolationv1alpha1.WorkloadKindDaemonSet,
+	} {
+		obj, _ := newWorkload(kind)
+		b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(r.mapWorkload(kind)),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deleteOrCreate())))
+	}
+	return b.Named("workloadisolation").Complete(r)
+}
+
+func workloadRefKey(kind, name string) string { return kind + "/" + name }
+
+// mapWorkload enqueues the WorkloadIsolations whose workloadRef names the workload.
+func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.WorkloadKind) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		list := &isolationv1alpha1.WorkloadIsolationList{}
+		if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()),
+			client.MatchingFields{workloadRefIndex: workloadRefKey(string(kind), obj.GetName())}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations for workload", "kind", kind, "name", obj.GetName())
+			return nil
+		}
+		return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
+	}
+}
+
+func deleteOrCreate() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return true },
+		DeleteFunc: func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(event.UpdateEvent) bool { return false },
+	}
+}
+
+// newWorkload returns an empty object of a workload kind.
+func newWorkload(kind isolationv1alpha1.WorkloadKind) (client.Object, error) {
+	switch kind {
+	case isolationv1alpha1.WorkloadKindDeployment:
+		return &appsv1.Deployment{}, nil
+	case isolationv1alpha1.WorkloadKindStatefulSet:
+		return &appsv1.StatefulSet{}, nil
+	case isolationv1alpha1.WorkloadKindDaemonSet:
+		return &appsv1.DaemonSet{}, nil
+	}
+	return nil, fmt.Errorf("unsupported workloadRef kind %q", kind)
+}
+
+// workloadSelector returns the pod selector of a workload.
+func workloadSelector(obj client.Object) *metav1.LabelSelector {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Selector
+	case *appsv1.StatefulSet:
+		return w.Spec.Selector
+	case *appsv1.DaemonSet:
+		return w.Spec.Selector
+	}
+	return nil
+}
+
+// keepSelectorOnly is a cache transform that keeps of a workload only what
+// the reconciler reads: identity, labels, generation and spec.selector. The
+// pod template, often the largest part, is dropped.
+func keepSelectorOnly(in any) (any, error) {
+	slim := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			Generation: m.Generation, Labels: m.Labels, DeletionTimestamp: m.DeletionTimestamp,
+		}
+	}
+	switch w := in.(type) {
+	case *appsv1.Deployment:
+		return &appsv1.Deployment{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta), Spec: appsv1.DeploymentSpec{Selector: w.Spec.Selector}}, nil
+	case *appsv1.StatefulSet:
+		return &appsv1.StatefulSet{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta), Spec: appsv1.StatefulSetSpec{Selector: w.Spec.Selector}}, nil
+	case *appsv1.DaemonSet:
+		return &appsv1.DaemonSet{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta), Spec: appsv1.DaemonSetSpec{Selector: w.Spec.Selector}}, nil
+	}
+	return in, nil
+}
+
+// podHandler enqueues the WorkloadIsolations whose resolved target selects a
+// pod, before or after a change, so status.selectedPods follows pods coming,
+// going and changing labels. Pod updates that keep the labels are ignored.
+type podHandler struct {
+	client client.Reader
+}
+
+var _ handler.EventHandler = podHandler{}
+
+func (h podHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h podHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue) {
+	if labels.Equals(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
+		return
+	}
+	h.enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+}
+
+func (h podHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h podHandler) Generic(context.Context, event.GenericEvent, workqueue) {}
+
+func (h podHandler) enqueue(ctx context.Context, q workqueue, pods ...client.Object) {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := h.client.List(ctx, list, client.InNamespace(pods[0].GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations for pod", "pod", pods[0].GetName())
+		return
+	}
+	for _, req := range requests(list.Items, func(wi isolationv1alpha1.WorkloadIsolation) bool {
+		selector, err := labels.Parse(wi.Status.Target)
+		if err != nil || wi.Status.Target == "" {
+			return true // not resolved yet: let the reconciler decide
+		}
+		for _, pod := range pods {
+			if selector.Matches(labels.Set(pod.GetLabels())) {
+				return true
+			}
+		}
+		return false
+	}) {
+		q.Add(req)
+	}
+}
+
+func requests(items []isolationv1alpha1.WorkloadIsolation, keep func(isolationv1alpha1.WorkloadIsolation) bool) []reconcile.Request {
+	var out []reconcile.Request
+	for _, wi := range items {
+		if keep(wi) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
+		}
+	}
+	return out
+}

@@ -1,0 +1,193 @@
+// Package preset holds named traffic sources ("presets") that a
+// WorkloadIsolation can refer to instead of spelling out selectors. Presets
+// are data: the built-ins are an embedded YAML document, and an administrator
+// adds or redefines presets in the operator configuration file.
+package preset
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	netutils "k8s.io/utils/net"
+	"sigs.k8s.io/yaml"
+)
+
+// NamespaceNameLabel is the label the API server sets on every namespace to
+// its own name; presets pointed at a namespace select it through this label.
+const NamespaceNameLabel = "kubernetes.io/metadata.name"
+
+//go:embed builtin.yaml
+var builtinYAML []byte
+
+// Preset is a named set of NetworkPolicy peers.
+type Preset struct {
+	// Name is how a WorkloadIsolation refers to the preset (a DNS label).
+	Name string `json:"name"`
+	// Description says in a sentence what the preset stands for.
+	Description string `json:"description,omitempty"`
+	// From lists the peers, with NetworkPolicyPeer semantics.
+	From []networkingv1.NetworkPolicyPeer `json:"from"`
+}
+
+// Document is the YAML shape of a preset list: {presets: [...]}.
+type Document struct {
+	Presets []Preset `json:"presets"`
+}
+
+// UnknownError is returned by Resolve for a name the catalog does not hold.
+type UnknownError struct {
+	Name  string
+	Known []string
+}
+
+func (e *UnknownError) Error() string {
+	return fmt.Sprintf("unknown preset %q (known presets: %v); define it in the operator configuration or fix the name", e.Name, e.Known)
+}
+
+// Catalog is an immutable set of validated presets, safe for concurrent use.
+type Catalog struct {
+	byName map[string]Preset
+}
+
+// BuiltinYAML returns the document of the built-in presets.
+func BuiltinYAML() []byte { return builtinYAML }
+
+// Parse reads a preset document strictly: unknown fields are errors, so a
+// typo in the operator configuration is reported instead of ignored.
+func Parse(data []byte) ([]Preset, error) {
+	var doc Document
+	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
+		return nil, fmt.Errorf("parsing presets: %w", err)
+	}
+	return doc.Presets, nil
+}
+
+// NewCatalog validates presets and builds a catalog. Later lists override
+// presets of the same name from earlier lists (so administrator presets can
+// redefine built-ins); a name repeated within one list is an error.
+func NewCatalog(lists ...[]Preset) (Catalog, error) {
+	c := Catalog{byName: map[string]Preset{}}
+	var errs []error
+	for _, list := range lists {
+		seen := map[string]bool{}
+		for i, p := range list {
+			path := field.NewPath("presets").Index(i)
+			if seen[p.Name] {
+				errs = append(errs, field.Duplicate(path.Child("name"), p.Name))
+				continue
+			}
+			seen[p.Name] = true
+			if fieldErrs := validate(p, path); len(fieldErrs) > 0 {
+				errs = append(errs, fieldErrs.ToAggregate())
+				continue
+			}
+			c.byName[p.Name] = p
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Catalog{}, fmt.Errorf("invalid presets: %w", err)
+	}
+	return c, nil
+}
+
+// Names lists the preset names in order.
+func (c Catalog) Names() []string {
+	return slices.Sorted(maps.Keys(c.byName))
+}
+
+// Get returns a preset by name.
+func (c Catalog) Get(name string) (Preset, bool) {
+	p, ok := c.byName[name]
+	return p, ok
+}
+
+// Resolve returns the peers of the named preset. A non-empty namespace points
+// the preset at that namespace: the namespaceSelector of every peer becomes
+// kubernetes.io/metadata.name=<namespace> (a peer with only a podSelector
+// gains it). A preset made of ipBlocks cannot be pointed at a namespace.
+// The result is a deep copy the caller may keep.
+func (c Catalog) Resolve(name, namespace string) ([]networkingv1.NetworkPolicyPeer, error) {
+	p, ok := c.byName[name]
+	if !ok {
+		return nil, &UnknownError{Name: name, Known: c.Names()}
+	}
+	peers := make([]networkingv1.NetworkPolicyPeer, 0, len(p.From))
+	for _, peer := range p.From {
+		peer = *peer.DeepCopy()
+		if namespace != "" {
+			if peer.IPBlock != nil {
+				return nil, fmt.Errorf("preset %q selects IP blocks, so presetNamespace %q cannot apply to it", name, namespace)
+			}
+			peer.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{NamespaceNameLabel: namespace}}
+		}
+		peers = append(peers, peer)
+	}
+	return peers, nil
+}
+
+func validate(p Preset, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(p.Name) {
+		errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
+	}
+	if len(p.From) == 0 {
+		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer"))
+	}
+	for i, peer := range p.From {
+		errs = append(errs, ValidatePeer(peer, path.Child("from").Index(i))...)
+	}
+	return errs
+}
+
+// ValidatePeer checks a NetworkPolicyPeer the way the API server would:
+// exactly one of ipBlock or selectors, valid label selectors, valid CIDRs.
+func ValidatePeer(peer networkingv1.NetworkPolicyPeer, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	selectors := peer.NamespaceSelector != nil || peer.PodSelector != nil
+	switch {
+	case peer.IPBlock != nil && selectors:
+		errs = append(errs, field.Forbidden(path, "ipBlock cannot be combined with namespaceSelector or podSelector"))
+	case peer.IPBlock == nil && !selectors:
+		errs = append(errs, field.Required(path, "one of namespaceSelector, podSelector or ipBlock"))
+	}
+	opts := metav1validation.LabelSelectorValidationOptions{}
+	if peer.NamespaceSelector != nil {
+		errs = append(errs, metav1validation.ValidateLabelSelector(peer.NamespaceSelector, opts, path.Child("namespaceSelector"))...)
+	}
+	if peer.PodSelector != nil {
+		errs = append(errs, metav1validation.ValidateLabelSelector(peer.PodSelector, opts, path.Child("podSelector"))...)
+	}
+	if peer.IPBlock != nil {
+		errs = append(errs, validateIPBlock(*peer.IPBlock, path.Child("ipBlock"))...)
+	}
+	return errs
+}
+
+func validateIPBlock(b networkingv1.IPBlock, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	_, outer, err := netutils.ParseCIDRSloppy(b.CIDR)
+	if err != nil {
+		return append(errs, field.Invalid(path.Child("cidr"), b.CIDR, "must be a valid CIDR"))
+	}
+	outerSize, _ := outer.Mask.Size()
+	for i, e := range b.Except {
+		_, inner, err := netutils.ParseCIDRSloppy(e)
+		if err != nil {
+			errs = append(errs, field.Invalid(path.Child("except").Index(i), e, "must be a valid CIDR"))
+			continue
+		}
+		innerSize, _ := inner.Mask.Size()
+		if !outer.Contains(inner.IP) || innerSize <= outerSize || netutils.IsIPv4CIDR(inner) != netutils.IsIPv4CIDR(outer) {
+			errs = append(errs, field.Invalid(path.Child("except").Index(i), e, "must be a CIDR strictly inside cidr"))
+		}
+	}
+	return errs
+}

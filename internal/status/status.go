@@ -1,0 +1,92 @@
+// Package status computes the conditions of a WorkloadIsolation from the
+// outcome of one reconciliation. It is pure: the caller passes the outcome,
+// and every condition is set by its own small function.
+package status
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// Failure says why the desired policies are not in place.
+type Failure struct {
+	// Reason is one of the v1alpha1 condition reasons.
+	Reason string
+	// Message is a sentence for the user.
+	Message string
+	// Stalled is true when only a change of the spec (or of the operator's
+	// configuration) can resolve the failure.
+	Stalled bool
+}
+
+// Outcome is what one reconciliation achieved.
+type Outcome struct {
+	// Generation is the metadata.generation that was reconciled.
+	Generation int64
+	// Mode is the effective mode.
+	Mode isolationv1alpha1.Mode
+	// Policies is how many policies were computed.
+	Policies int
+	// Failure is nil on success.
+	Failure *Failure
+}
+
+// SetConditions records the outcome in st: observedGeneration, Ready,
+// PoliciesApplied and Stalled. Conditions whose status, reason and message
+// are unchanged keep their lastTransitionTime, so an unchanged outcome
+// leaves st unchanged.
+func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	st.ObservedGeneration = o.Generation
+	setPoliciesApplied(st, o)
+	setStalled(st, o)
+	setReady(st, o)
+}
+
+func setPoliciesApplied(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	c := metav1.Condition{Type: isolationv1alpha1.ConditionPoliciesApplied, ObservedGeneration: o.Generation}
+	switch {
+	case o.Failure != nil:
+		c.Status, c.Reason = metav1.ConditionFalse, o.Failure.Reason
+		c.Message = o.Failure.Message + "; policies applied before, if any, stay in place"
+	case o.Mode == isolationv1alpha1.ModeAudit:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonAuditOnly
+		c.Message = fmt.Sprintf("Audit mode: %d NetworkPolicies computed, none written", o.Policies)
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonApplied
+		c.Message = fmt.Sprintf("%d NetworkPolicies applied", o.Policies)
+	}
+	meta.SetStatusCondition(&st.Conditions, c)
+}
+
+func setStalled(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if o.Failure == nil || !o.Failure.Stalled {
+		meta.RemoveStatusCondition(&st.Conditions, isolationv1alpha1.ConditionStalled)
+		return
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type:               isolationv1alpha1.ConditionStalled,
+		Status:             metav1.ConditionTrue,
+		Reason:             o.Failure.Reason,
+		Message:            o.Failure.Message,
+		ObservedGeneration: o.Generation,
+	})
+}
+
+func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	c := metav1.Condition{Type: isolationv1alpha1.ConditionReady, ObservedGeneration: o.Generation}
+	switch {
+	case o.Failure != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Failure.Reason, o.Failure.Message
+	case o.Mode == isolationv1alpha1.ModeAudit:
+		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly
+		c.Message = "Audit mode: policies computed and listed in status.policies, none written"
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled
+		c.Message = "Isolation policies are in place"
+	}
+	meta.SetStatusCondition(&st.Conditions, c)
+}
