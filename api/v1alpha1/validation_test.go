@@ -1,0 +1,177 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/isolator-dev/isolator/internal/localcp"
+)
+
+// These specs send manifests to a real kube-apiserver with the generated CRD
+// installed, and check that bad input is rejected with a message a user can
+// act on, and that good input is accepted and defaulted.
+
+var (
+	controlPlane *localcp.ControlPlane
+	k8sClient    client.Client
+)
+
+func TestValidation(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "CRD Validation Suite")
+}
+
+var _ = BeforeSuite(func() {
+	var err error
+	controlPlane, err = localcp.Start(localcp.Options{
+		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(controlPlane.Config, client.Options{})
+	Expect(err).NotTo(HaveOccurred())
+})
+
+var _ = AfterSuite(func() {
+	if controlPlane != nil {
+		Expect(controlPlane.Stop()).To(Succeed())
+	}
+})
+
+// manifest wraps a spec in a WorkloadIsolation named name in namespace default.
+func manifest(name, spec string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	doc := "apiVersion: isolation.isolator.dev/v1alpha1\nkind: WorkloadIsolation\nmetadata:\n  name: " + name + "\n  namespace: default\nspec:\n" + spec
+	Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+	return u
+}
+
+const seedTarget = "  target:\n    podSelector:\n      matchLabels:\n        app.kubernetes.io/name: local-ai\n"
+
+var _ = Describe("WorkloadIsolation validation", func() {
+	ctx := context.Background()
+
+	DescribeTable("rejects invalid manifests with a clear message",
+		func(spec, message string) {
+			// Strict field validation, as kubectl apply uses by default.
+			err := k8sClient.Create(ctx, manifest("invalid", spec), client.DryRunAll, client.FieldValidation("Strict"))
+			Expect(err).To(HaveOccurred())
+			Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "expected a validation error, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("no target", "  ingress: []\n",
+			"spec.target: Required value"),
+		Entry("neither podSelector nor workloadRef", "  target: {}\n",
+			"exactly one of podSelector or workloadRef must be set"),
+		Entry("both podSelector and workloadRef",
+			"  target:\n    podSelector: {matchLabels: {app: a}}\n    workloadRef: {kind: Deployment, name: a}\n",
+			"exactly one of podSelector or workloadRef must be set"),
+		Entry("empty podSelector without confirmation", "  target:\n    podSelector: {}\n",
+			"podSelector is empty and would select every pod in the namespace; set selectAllPods: true to confirm"),
+		Entry("selectAllPods with a non-empty podSelector",
+			"  target:\n    podSelector: {matchLabels: {app: a}}\n    selectAllPods: true\n",
+			"selectAllPods: true requires an empty podSelector"),
+		Entry("workloadRef of an unsupported kind", "  target:\n    workloadRef: {kind: Job, name: a}\n",
+			`spec.target.workloadRef.kind: Unsupported value: "Job"`),
+		Entry("workloadRef with an invalid name", "  target:\n    workloadRef: {kind: Deployment, name: Local_AI}\n",
+			"spec.target.workloadRef.name in body should match"),
+		Entry("matchExpressions with an unknown operator",
+			"  target:\n    podSelector: {matchExpressions: [{key: app, operator: Equals, values: [a]}]}\n",
+			`operator: Unsupported value: "Equals"`),
+		Entry("In without values",
+			"  target:\n    podSelector: {matchExpressions: [{key: app, operator: In}]}\n",
+			"In and NotIn need values; Exists and DoesNotExist take none"),
+		Entry("Exists with values",
+			"  target:\n    podSelector: {matchExpressions: [{key: app, operator: Exists, values: [a]}]}\n",
+			"In and NotIn need values; Exists and DoesNotExist take none"),
+		Entry("unknown mode", seedTarget+"  mode: DryRun\n",
+			`spec.mode: Unsupported value: "DryRun"`),
+		Entry("rule without a name", seedTarget+"  ingress:\n  - from: [{preset: ingress-nginx}]\n",
+			"spec.ingress[0].name: Required value"),
+		Entry("rule name that is not a DNS label", seedTarget+"  ingress:\n  - name: Nginx_Ingress\n    from: [{preset: ingress-nginx}]\n",
+			"spec.ingress[0].name in body should match"),
+		Entry("rule name longer than 63 characters",
+			seedTarget+"  ingress:\n  - name: a123456789012345678901234567890123456789012345678901234567890123\n    from: [{preset: ingress-nginx}]\n",
+			"spec.ingress[0].name: Too long"),
+		Entry("duplicate rule names",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n",
+			`spec.ingress[1]: Duplicate value: {"name":"nginx"}`),
+		Entry("rule without sources", seedTarget+"  ingress:\n  - name: nginx\n    from: []\n",
+			"spec.ingress[0].from: Invalid value: 0: spec.ingress[0].from in body should have at least 1 items"),
+		Entry("from entry with nothing in it", seedTarget+"  ingress:\n  - name: nginx\n    from: [{}]\n",
+			"each from entry needs one of preset, namespaceSelector, podSelector or ipBlock"),
+		Entry("preset mixed with a selector",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx, podSelector: {matchLabels: {app: x}}}]\n",
+			"preset cannot be combined with namespaceSelector, podSelector or ipBlock in the same from entry"),
+		Entry("ipBlock mixed with a selector",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.0/8}, namespaceSelector: {}}]\n",
+			"ipBlock cannot be combined with namespaceSelector or podSelector in the same from entry"),
+		Entry("presetNamespace without preset",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{presetNamespace: ingress, podSelector: {matchLabels: {app: x}}}]\n",
+			"presetNamespace is only valid together with preset"),
+		Entry("preset name that is not a DNS label", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: Ingress_Nginx}]\n",
+			"spec.ingress[0].from[0].preset in body should match"),
+		Entry("invalid CIDR", seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.300/8}}]\n",
+			"cidr must be a valid CIDR such as 10.0.0.0/8 or 2001:db8::/32"),
+		Entry("CIDR without a prefix length", seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.1}}]\n",
+			"cidr must be a valid CIDR"),
+		Entry("except outside the CIDR",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]\n",
+			"every except entry must be a CIDR strictly inside cidr, of the same IP family"),
+		Entry("except equal to the CIDR",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]\n",
+			"every except entry must be a CIDR strictly inside cidr"),
+		Entry("port 0", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: 0}]\n",
+			"port must be between 1 and 65535"),
+		Entry("port above 65535", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: 70000}]\n",
+			"port must be between 1 and 65535"),
+		Entry("invalid named port",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: HTTP_API}]\n",
+			"a named port must be an IANA service name"),
+		Entry("named port longer than 15 characters",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: openai-compatible-api}]\n",
+			"Too long"),
+		Entry("unknown protocol",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{protocol: ICMP, port: 8080}]\n",
+			`protocol: Unsupported value: "ICMP"`),
+		Entry("endPort below port",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: 9000, endPort: 8000}]\n",
+			"endPort needs a numeric port and must not be below it"),
+		Entry("endPort with a named port",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: http, endPort: 8000}]\n",
+			"endPort needs a numeric port and must not be below it"),
+		Entry("unknown field (a typo)", seedTarget+"  ingres: []\n",
+			`unknown field "spec.ingres"`),
+	)
+
+	It("accepts the seed manifest and defaults mode and protocol", func() {
+		u := manifest("local-ai", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: 8080}]\n")
+		Expect(k8sClient.Create(ctx, u, client.DryRunAll)).To(Succeed())
+		mode, _, _ := unstructured.NestedString(u.Object, "spec", "mode")
+		Expect(mode).To(Equal("Enforce"))
+		ports, _, _ := unstructured.NestedSlice(u.Object, "spec", "ingress")
+		Expect(ports[0]).To(HaveKeyWithValue("ports", ConsistOf(HaveKeyWithValue("protocol", "TCP"))))
+	})
+
+	DescribeTable("accepts valid variants",
+		func(spec string) {
+			Expect(k8sClient.Create(ctx, manifest("valid", spec), client.DryRunAll)).To(Succeed())
+		},
+		Entry("workloadRef", "  target:\n    workloadRef: {kind: StatefulSet, name: local-ai}\n"),
+		Entry("explicit select-all", "  target:\n    podSelector: {}\n    selectAllPods: true\n"),
+		Entry("matchExpressions", "  target:\n    podSelector: {matchExpressions: [{key: app, operator: In, values: [a, b]}, {key: canary, operator: DoesNotExist}]}\n"),
+		Entry("deny all ingress", seedTarget+"  ingress: []\n"),
+		Entry("preset pointed at another namespace", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx, presetNamespace: ingress-system}]\n"),
+		Entry("all peer forms and port forms",
+			seedTarget+"  ingress:\n  - name: mixed\n    from:\n    - namespaceSelector: {matchLabels: {team: a}}\n      podSelector: {matchLabels: {app: client}}\n"+
+				"    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    - ipBlock: {cidr: '2001:db8::/32'}\n"+
+				"    ports: [{port: http}, {protocol: UDP, port: 53}, {port: 8000, endPort: 8100}, {protocol: SCTP}]\n"),
+	)
+})
