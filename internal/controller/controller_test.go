@@ -454,7 +454,9 @@ var _ = Describe("WorkloadIsolation controller", func() {
 		}
 		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
 		Eventually(getPolicy(ctx, ns, "local-ai-allow-metrics"), timeout, interval).Should(WithTransform(
-			func(np *networkingv1.NetworkPolicy) map[string]string { return np.Spec.Ingress[0].From[0].PodSelector.MatchLabels },
+			func(np *networkingv1.NetworkPolicy) map[string]string {
+				return np.Spec.Ingress[0].From[0].PodSelector.MatchLabels
+			},
 			HaveKeyWithValue("app.kubernetes.io/name", "prometheus")))
 		Eventually(getPolicy(ctx, ns, "local-ai-allow-ingress"), timeout, interval).Should(WithTransform(
 			func(np *networkingv1.NetworkPolicy) map[string]string {

@@ -279,7 +279,9 @@ func TestUpToDate(t *testing.T) {
 		{"empty instead of nil slices", func(np *networkingv1.NetworkPolicy) {
 			np.Spec.PodSelector.MatchExpressions = []metav1.LabelSelectorRequirement{}
 		}, true},
-		{"port changed", func(np *networkingv1.NetworkPolicy) { np.Spec.Ingress[0].Ports[0].Port = ptr.To(intstr.FromInt32(9090)) }, false},
+		{"port changed", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress[0].Ports[0].Port = ptr.To(intstr.FromInt32(9090))
+		}, false},
 		{"source added", func(np *networkingv1.NetworkPolicy) {
 			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}})
 		}, false},
@@ -324,4 +326,3 @@ func TestApplyObjectOwnsEmptyIngress(t *testing.T) {
 		t.Error("apply body must not carry creationTimestamp")
 	}
 }
-
