@@ -11,6 +11,9 @@ ENVTEST_ETCD_VERSION ?= 3.7.3
 IMG ?= ghcr.io/isolator-dev/isolator:dev
 GO_BUILD_FLAGS ?= -trimpath -ldflags "-s -w"
 
+# kube-controller-manager runs the garbage collector in the tests and the demo.
+SETUP_ENVTEST = ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) ENVTEST_WITH_KCM=1 hack/setup-envtest.sh
+
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
@@ -31,14 +34,14 @@ help: ## Show this help.
 
 .PHONY: demo
 demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (KEEP=1 keeps it running).
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/setup-envtest.sh)" \
+	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go run ./hack/demo --manager $(LOCALBIN)/manager --crds config/crd/bases \
 		--sample config/samples/isolation_v1alpha1_workloadisolation.yaml $(if $(KEEP),--keep,)
 
 .PHONY: test
 test: envtest ## Run all unit and envtest suites (vet and format checks included).
 	$(MAKE) fmt-check vet
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/setup-envtest.sh)" \
+	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
 
 ##@ Development
@@ -73,7 +76,7 @@ lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml).
 
 .PHONY: envtest
 envtest: ## Provide kube-apiserver and etcd (setup-envtest, or built from the Go module proxy).
-	@ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/setup-envtest.sh >/dev/null
+	@$(SETUP_ENVTEST) >/dev/null
 
 ##@ Build
 

@@ -297,6 +297,10 @@ type WorkloadIsolationStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	Policies []PolicyReference `json:"policies,omitempty"`
 
+	// policyCount is the number of entries in policies, for display.
+	// +optional
+	PolicyCount int32 `json:"policyCount"`
+
 	// target is the resolved pod selector, in kubectl's label selector syntax.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
@@ -316,7 +320,7 @@ type WorkloadIsolationStatus struct {
 // +kubebuilder:resource:shortName=wi,categories=isolation
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
-// +kubebuilder:printcolumn:name="Policies",type=string,JSONPath=`.status.policies[*].name`,description="Generated NetworkPolicies"
+// +kubebuilder:printcolumn:name="Policies",type=integer,JSONPath=`.status.policyCount`,description="Generated NetworkPolicies"
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
@@ -343,8 +347,4 @@ type WorkloadIsolationList struct {
 	// +optional
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []WorkloadIsolation `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&WorkloadIsolation{}, &WorkloadIsolationList{})
 }

@@ -237,6 +237,7 @@ var _ = Describe("WorkloadIsolation controller", func() {
 			{Kind: "NetworkPolicy", Name: "local-ai-default-deny"},
 			{Kind: "NetworkPolicy", Name: "local-ai-allow-nginx"},
 		}))
+		Expect(got.Status.PolicyCount).To(Equal(int32(2)))
 		Expect(got.Status.Target).To(Equal("app.kubernetes.io/name=local-ai"))
 		Expect(got.Status.SelectedPods).To(Equal(int32(2)))
 		Expect(got.Spec.Mode).To(Equal(isolationv1alpha1.ModeEnforce), "mode defaults to Enforce")

@@ -66,8 +66,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, kind := range []isolationv1alpha1.WorkloadKind{
 		isolationv1alpha1.WorkloadKindDeployment, isolationv1alpha1.WorkloadKindStatefulSet, isolationv1alpha1.WorkloadKindDaemonSet,
 	} {
-		obj, _ := newWorkload(kind)
-		b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(r.mapWorkload(kind)),
+		b = b.Watches(newWorkload(kind), handler.EnqueueRequestsFromMapFunc(r.mapWorkload(kind)),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deleteOrCreate())))
 	}
 	return b.Named("workloadisolation").Complete(r)
@@ -96,17 +95,18 @@ func deleteOrCreate() predicate.Funcs {
 	}
 }
 
-// newWorkload returns an empty object of a workload kind.
-func newWorkload(kind isolationv1alpha1.WorkloadKind) (client.Object, error) {
+// newWorkload returns an empty object of a workload kind, nil for an
+// unsupported kind.
+func newWorkload(kind isolationv1alpha1.WorkloadKind) client.Object {
 	switch kind {
 	case isolationv1alpha1.WorkloadKindDeployment:
-		return &appsv1.Deployment{}, nil
+		return &appsv1.Deployment{}
 	case isolationv1alpha1.WorkloadKindStatefulSet:
-		return &appsv1.StatefulSet{}, nil
+		return &appsv1.StatefulSet{}
 	case isolationv1alpha1.WorkloadKindDaemonSet:
-		return &appsv1.DaemonSet{}, nil
+		return &appsv1.DaemonSet{}
 	}
-	return nil, fmt.Errorf("unsupported workloadRef kind %q", kind)
+	return nil
 }
 
 // workloadSelector returns the pod selector of a workload.

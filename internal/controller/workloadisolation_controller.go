@@ -81,9 +81,6 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, err)
 	}
 	wi.Status.Target = formatSelector(selector)
-	if wi.Status.SelectedPods, err = r.countPods(ctx, wi.Namespace, selector); err != nil {
-		return withTransient(outcome, err)
-	}
 
 	desired, err := policy.Build(wi, *selector, r.Presets)
 	if specErr := (*policy.SpecError)(nil); errors.As(err, &specErr) {
@@ -95,6 +92,10 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	outcome.Policies = len(desired)
 	wi.Status.Policies = references(desired)
+	wi.Status.PolicyCount = int32(len(desired))
+	if wi.Status.SelectedPods, err = r.countPods(ctx, wi.Namespace, selector); err != nil {
+		return withTransient(outcome, err)
+	}
 
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		desired = nil // Audit writes nothing and removes what Enforce wrote.
@@ -122,9 +123,13 @@ func (r *WorkloadIsolationReconciler) resolveTarget(ctx context.Context, wi *iso
 		return target.PodSelector.LabelSelector(), nil, nil
 	}
 	ref := target.WorkloadRef
-	workload, err := newWorkload(ref.Kind)
-	if err != nil {
-		return nil, &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Message: err.Error(), Stalled: true}, nil
+	workload := newWorkload(ref.Kind)
+	if workload == nil {
+		return nil, &status.Failure{
+			Reason:  isolationv1alpha1.ReasonInvalidSpec,
+			Message: fmt.Sprintf("unsupported workloadRef kind %q", ref.Kind),
+			Stalled: true,
+		}, nil
 	}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: ref.Name}, workload); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -146,11 +151,12 @@ func (r *WorkloadIsolationReconciler) resolveTarget(ctx context.Context, wi *iso
 	return selector, nil, nil
 }
 
-// countPods counts the pods the selector selects, from the metadata-only cache.
+// countPods counts the pods the selector selects, from the metadata-only
+// cache. The selector has been validated by policy.Build.
 func (r *WorkloadIsolationReconciler) countPods(ctx context.Context, namespace string, selector *metav1.LabelSelector) (int32, error) {
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
-		return 0, nil // Build reports the invalid selector.
+		return 0, err
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
@@ -210,7 +216,7 @@ func (r *WorkloadIsolationReconciler) apply(ctx context.Context, np *networkingv
 	if err != nil {
 		return err
 	}
-	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying NetworkPolicy %s: %w", np.Name, err)
 	}
 	return nil

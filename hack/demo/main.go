@@ -1,0 +1,405 @@
+// Command demo shows Isolator at work with no cluster at all: it starts the
+// local control plane (kube-apiserver, etcd, garbage collector), installs the
+// CRD, runs the operator binary, builds the walkthrough's scene (LocalAI and
+// ingress-nginx as API objects), applies the sample WorkloadIsolation, waits
+// until it is Ready, and prints what the operator generated. It exits 0 on
+// success. Run it with `make demo` (KEEP=1 to keep the control plane up).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/localcp"
+)
+
+type options struct {
+	manager string
+	crds    string
+	sample  string
+	keep    bool
+	timeout time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.manager, "manager", "bin/manager", "Path of the operator binary.")
+	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of the CRD manifests.")
+	flag.StringVar(&o.sample, "sample", "config/samples/isolation_v1alpha1_workloadisolation.yaml", "WorkloadIsolation to apply.")
+	flag.BoolVar(&o.keep, "keep", false, "Keep the control plane and operator running until interrupted, and print a kubeconfig for kubectl.")
+	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "How long to wait for the WorkloadIsolation to become Ready.")
+	flag.Parse()
+
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "\ndemo FAILED: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+func run(o options) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+
+	step("Starting the local control plane (kube-apiserver, etcd, garbage collector)")
+	cp, err := localcp.Start(localcp.Options{CRDDirectoryPaths: []string{o.crds}, GarbageCollector: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cp.Stop() }()
+	fmt.Printf("    ready in %s; CRD workloadisolations.isolation.isolator.dev installed\n", time.Since(start).Round(time.Millisecond))
+
+	step("Starting the operator (%s)", o.manager)
+	logPath := filepath.Join(os.TempDir(), "isolator-demo-manager.log")
+	manager, err := startManager(ctx, o.manager, cp.Kubeconfig, logPath)
+	if err != nil {
+		return err
+	}
+	defer manager.stop()
+	fmt.Printf("    healthy; logs in %s\n", logPath)
+
+	c, err := newClient(cp.Config)
+	if err != nil {
+		return err
+	}
+	step("Creating the walkthrough's scene: LocalAI in namespace local-ai, ingress-nginx in namespace nginx")
+	if err := createScene(ctx, c); err != nil {
+		return err
+	}
+
+	step("Applying %s", o.sample)
+	applied := time.Now()
+	wi, err := applySample(ctx, c, o.sample)
+	if err != nil {
+		return err
+	}
+	if err := waitCurrent(ctx, c, wi, o.timeout); err != nil {
+		return fmt.Errorf("%w\n    operator logs: %s", err, logPath)
+	}
+	fmt.Printf("    Ready in %s\n\n", time.Since(applied).Round(time.Millisecond))
+
+	fmt.Println("$ kubectl get workloadisolations -n local-ai -o wide")
+	if err := printTable(ctx, cp.Config, "/apis/isolation.isolator.dev/v1alpha1/namespaces/local-ai/workloadisolations", true); err != nil {
+		return err
+	}
+	fmt.Println("\n$ kubectl get networkpolicies -n local-ai")
+	if err := printTable(ctx, cp.Config, "/apis/networking.k8s.io/v1/namespaces/local-ai/networkpolicies", false); err != nil {
+		return err
+	}
+	if err := printPolicies(ctx, c, wi); err != nil {
+		return err
+	}
+
+	step("Deleting NetworkPolicy local-ai-allow-nginx by hand: the operator restores it")
+	restored, err := deleteAndWaitRestored(ctx, c, "local-ai", "local-ai-allow-nginx")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    restored in %s\n", restored.Round(time.Millisecond))
+
+	fmt.Printf("\nDemo succeeded in %s.\n", time.Since(start).Round(time.Second))
+	if o.keep {
+		fmt.Printf("\nThe control plane and the operator keep running. In another shell:\n\n"+
+			"    export KUBECONFIG=%s\n    kubectl get wi -A\n\nPress Ctrl-C to stop.\n", cp.Kubeconfig)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+type managerProcess struct {
+	cmd *exec.Cmd
+	// exited is closed when the process has exited; err is then its result.
+	exited chan struct{}
+	err    error
+}
+
+func (m *managerProcess) stop() {
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
+
+func startManager(ctx context.Context, bin, kubeconfig, logPath string) (*managerProcess, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("operator binary %s not found: build it with `make build`", bin)
+	}
+	probe, err := freeAddress()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address="+probe)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the operator: %w", err)
+	}
+	m := &managerProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		m.err = cmd.Wait()
+		_ = logFile.Close()
+		close(m.exited)
+	}()
+
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-m.exited:
+			return false, fmt.Errorf("the operator exited (logs: %s): %w", logPath, m.err)
+		default:
+		}
+		return ready(ctx, "http://"+probe+"/readyz"), nil
+	})
+	if err != nil {
+		m.stop()
+		return nil, fmt.Errorf("waiting for the operator to become ready: %w", err)
+	}
+	return m, nil
+}
+
+// ready reports whether url answers 200; a refused connection is "not yet".
+func ready(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+func newClient(cfg *rest.Config) (client.Client, error) {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+// createScene creates what the walkthrough deploys, as API objects: there is
+// no kubelet, so pods are created directly and never run.
+func createScene(ctx context.Context, c client.Client) error {
+	localAI := map[string]string{"app.kubernetes.io/name": "local-ai", "app.kubernetes.io/instance": "local-ai"}
+	nginx := map[string]string{"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"}
+	objects := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "local-ai"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nginx"}},
+		deployment("local-ai", "local-ai-local-ai", localAI, "localai/localai:latest-cpu", 8080),
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai-local-ai", Namespace: "local-ai", Labels: localAI},
+			Spec:       corev1.ServiceSpec{Selector: localAI, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
+		},
+		pod("local-ai", "local-ai-local-ai-0", localAI, "localai/localai:latest-cpu", 8080),
+		deployment("nginx", "nginx-ingress-nginx-controller", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
+		pod("nginx", "nginx-ingress-nginx-controller-0", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
+	}
+	for _, obj := range objects {
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func podSpec(image string, port int32) corev1.PodSpec {
+	return corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "main", Image: image, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: port}},
+	}}}
+}
+
+func deployment(ns, name string, labels map[string]string, image string, port int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podSpec(image, port)},
+		},
+	}
+}
+
+func pod(ns, name string, labels map[string]string, image string, port int32) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}, Spec: podSpec(image, port)}
+}
+
+func applySample(ctx context.Context, c client.Client, path string) (*isolationv1alpha1.WorkloadIsolation, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(data, &u.Object); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("isolator-demo")); err != nil {
+		return nil, fmt.Errorf("applying %s: %w", path, err)
+	}
+	return &isolationv1alpha1.WorkloadIsolation{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace()}}, nil
+}
+
+// waitCurrent waits until the operator has reported on the current
+// generation (a Ready condition for it) and kstatus, as Flux and Argo CD use
+// it, says Current. kstatus alone calls a resource without status Current.
+func waitCurrent(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, timeout time.Duration) error {
+	var last *status.Result
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(isolationv1alpha1.GroupVersion.WithKind("WorkloadIsolation"))
+		if err := c.Get(ctx, client.ObjectKeyFromObject(wi), u); err != nil {
+			return false, err
+		}
+		res, err := status.Compute(u)
+		if err != nil {
+			return false, err
+		}
+		last = res
+		observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+		return observed == u.GetGeneration() && res.Status == status.CurrentStatus, nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("WorkloadIsolation %s/%s is %s: %s", wi.Namespace, wi.Name, last.Status, last.Message)
+	}
+	return err
+}
+
+// printTable prints a list the way kubectl does, from the API server's own
+// Table rendering (so the CRD's printer columns are what is shown).
+func printTable(ctx context.Context, cfg *rest.Config, path string, wide bool) error {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	table := &metav1.Table{}
+	if err := json.Unmarshal(body, table); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+	var header []string
+	var keep []int
+	for i, col := range table.ColumnDefinitions {
+		if col.Priority == 0 || wide {
+			header = append(header, strings.ToUpper(col.Name))
+			keep = append(keep, i)
+		}
+	}
+	_, _ = fmt.Fprintln(w, strings.Join(header, "\t"))
+	for _, row := range table.Rows {
+		var cells []string
+		for _, i := range keep {
+			cells = append(cells, fmt.Sprint(row.Cells[i]))
+		}
+		_, _ = fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	return w.Flush()
+}
+
+func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation) error {
+	current := &isolationv1alpha1.WorkloadIsolation{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
+		return err
+	}
+	for _, ref := range current.Status.Policies {
+		np := &networkingv1.NetworkPolicy{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: ref.Name}, np); err != nil {
+			return err
+		}
+		shown := networkingv1.NetworkPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, Labels: np.Labels, OwnerReferences: np.OwnerReferences},
+			Spec:       np.Spec,
+		}
+		out, err := yaml.Marshal(shown)
+		if err != nil {
+			return err
+		}
+		out = bytes.ReplaceAll(out, []byte("  creationTimestamp: null\n"), nil)
+		fmt.Printf("\n$ kubectl get networkpolicy %s -n %s -o yaml\n%s", np.Name, np.Namespace, out)
+	}
+	return nil
+}
+
+func deleteAndWaitRestored(ctx context.Context, c client.Client, ns, name string) (time.Duration, error) {
+	np := &networkingv1.NetworkPolicy{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, np); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := c.Delete(ctx, np); err != nil {
+		return 0, err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		restored := &networkingv1.NetworkPolicy{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, restored); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return restored.UID != np.UID, nil
+	})
+	if err != nil {
+		return 0, errors.Join(fmt.Errorf("NetworkPolicy %s/%s was not restored", ns, name), err)
+	}
+	return time.Since(start), nil
+}
