@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -21,38 +23,74 @@ import (
 	"github.com/isolator-dev/isolator/internal/controller"
 )
 
+type options struct {
+	metricsAddr          string
+	probeAddr            string
+	configPath           string
+	leaderElect          bool
+	leaderElectNamespace string
+	cniName              string
+	cniEnforces          string
+	cniNamespaces        string
+}
+
 func main() {
-	var (
-		metricsAddr          string
-		probeAddr            string
-		configPath           string
-		leaderElect          bool
-		leaderElectNamespace string
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
-	flag.StringVar(&configPath, "config", "", "Operator configuration file (presets); empty uses the built-in presets only.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas reconciles at a time.")
-	flag.StringVar(&leaderElectNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	flag.StringVar(&o.configPath, "config", "", "Operator configuration file (presets, cni); empty uses the built-in presets and CNI detection.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas reconciles at a time.")
+	flag.StringVar(&o.leaderElectNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
+	flag.StringVar(&o.cniName, "cni-name", "", "Declare the cluster's CNI instead of detecting it (wins over detection and the configuration file).")
+	flag.StringVar(&o.cniEnforces, "cni-enforces", "", "With --cni-name: whether that CNI enforces NetworkPolicy (true, false; empty means unknown).")
+	flag.StringVar(&o.cniNamespaces, "cni-namespaces", strings.Join(controller.DefaultCNINamespaces, ","), "Namespaces whose DaemonSets and ConfigMaps CNI detection reads.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 
-	if err := run(metricsAddr, probeAddr, configPath, leaderElect, leaderElectNamespace); err != nil {
+	if err := run(o); err != nil {
 		ctrl.Log.Error(err, "manager failed")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, configPath string, leaderElect bool, leaderElectNamespace string) error {
-	cfg, err := config.Load(configPath)
+// cniOverride returns the CNI declared by flags or, failing that, by the
+// configuration file; nil means detect.
+func cniOverride(o options, cfg config.Config) (*config.CNI, error) {
+	if o.cniName == "" {
+		if o.cniEnforces != "" {
+			return nil, errors.New("--cni-enforces needs --cni-name")
+		}
+		return cfg.CNI, nil
+	}
+	declared := &config.CNI{Name: o.cniName}
+	if o.cniEnforces != "" {
+		enforces, err := strconv.ParseBool(o.cniEnforces)
+		if err != nil {
+			return nil, fmt.Errorf("--cni-enforces=%q: want true or false", o.cniEnforces)
+		}
+		declared.EnforcesNetworkPolicy = &enforces
+	}
+	return declared, nil
+}
+
+func run(o options) error {
+	cfg, err := config.Load(o.configPath)
 	if err != nil {
 		return err
 	}
 	presets, err := cfg.Catalog()
 	if err != nil {
-		return fmt.Errorf("%s: %w", configPath, err)
+		return fmt.Errorf("%s: %w", o.configPath, err)
+	}
+	declaredCNI, err := cniOverride(o, cfg)
+	if err != nil {
+		return err
+	}
+	detector := &controller.CNIDetector{Namespaces: strings.Split(o.cniNamespaces, ",")}
+	if declaredCNI != nil {
+		detector.Override = declaredCNI.Result()
 	}
 
 	scheme := runtime.NewScheme()
@@ -62,21 +100,25 @@ func run(metricsAddr, probeAddr, configPath string, leaderElect bool, leaderElec
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controller.CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "isolator.isolation.isolator.dev",
-		LeaderElectionNamespace: leaderElectNamespace,
+		LeaderElectionNamespace: o.leaderElectNamespace,
 		// The new leader starts at once when the old one shuts down cleanly.
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	if err := detector.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up CNI detection: %w", err)
+	}
 	if err := (&controller.WorkloadIsolationReconciler{
 		Client:   mgr.GetClient(),
 		Presets:  presets,
 		Recorder: mgr.GetEventRecorder("isolator"),
+		CNI:      detector,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}
@@ -91,6 +133,9 @@ func run(metricsAddr, probeAddr, configPath string, leaderElect bool, leaderElec
 		}
 		return nil
 	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cni", detector.Classified); err != nil {
 		return err
 	}
 	ctrl.Log.Info("starting manager", "presets", presets.Names())

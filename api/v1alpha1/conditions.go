@@ -15,6 +15,13 @@ const (
 	// False while they are not (Audit mode, an invalid spec, an API error).
 	ConditionPoliciesApplied = "PoliciesApplied"
 
+	// ConditionEnforced says whether the cluster's CNI enforces
+	// NetworkPolicy: True; False with reason CNIDoesNotEnforce or
+	// PolicyEnforcementDisabled (then Ready is False too in Enforce mode: the
+	// policies exist but isolate nothing); Unknown with reason CNIUnknown
+	// (Ready is not affected; declare the CNI in the operator configuration).
+	ConditionEnforced = "Enforced"
+
 	// ConditionStalled is True while the spec cannot be turned into policies
 	// without a change by the user (unknown preset, invalid selector). The
 	// operator does not retry on its own; the last applied policies stay in
@@ -39,4 +46,12 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonApplyFailed: the API server refused or failed a write; retried with back-off.
 	ReasonApplyFailed = "ApplyFailed"
+	// ReasonCNIEnforces: Enforced is True.
+	ReasonCNIEnforces = "CNIEnforcesPolicy"
+	// ReasonCNIDoesNotEnforce: the CNI is known not to enforce NetworkPolicy.
+	ReasonCNIDoesNotEnforce = "CNIDoesNotEnforce"
+	// ReasonPolicyEnforcementDisabled: the CNI can enforce, but its configuration turns enforcement off.
+	ReasonPolicyEnforcementDisabled = "PolicyEnforcementDisabled"
+	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
+	ReasonCNIUnknown = "CNIUnknown"
 )

@@ -276,14 +276,51 @@ type PolicyReference struct {
 	Name string `json:"name"`
 }
 
+// CNIStatus says which CNI the cluster runs and whether it enforces the
+// generated policies.
+type CNIStatus struct {
+	// name of the CNI, components joined with "+" when a network provider
+	// and a separate policy agent work together; "unknown" when none was
+	// recognised.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name,omitempty"`
+
+	// version of the enforcing component, from its image tag.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version,omitempty"`
+
+	// enforcesNetworkPolicy is True, False or Unknown.
+	// +optional
+	// +kubebuilder:validation:Enum=True;False;Unknown
+	EnforcesNetworkPolicy metav1.ConditionStatus `json:"enforcesNetworkPolicy,omitempty"`
+
+	// l7Policy is true when the CNI can also enforce HTTP-aware (layer 7)
+	// policies through its own policy API (for example CiliumNetworkPolicy).
+	// +optional
+	L7Policy bool `json:"l7Policy,omitempty"`
+
+	// source is Detected (from cluster objects) or Configured (declared by
+	// the administrator in the operator configuration, which wins).
+	// +optional
+	// +kubebuilder:validation:Enum=Detected;Configured
+	Source string `json:"source,omitempty"`
+
+	// evidence lists the objects the conclusion rests on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Evidence string `json:"evidence,omitempty"`
+}
+
 // WorkloadIsolationStatus is the observed state of a WorkloadIsolation.
 type WorkloadIsolationStatus struct {
 	// observedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (always), PoliciesApplied, and Stalled while the spec
-	// cannot be acted upon.
+	// conditions: Ready (always), PoliciesApplied, Enforced, and Stalled
+	// while the spec cannot be acted upon.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -306,6 +343,11 @@ type WorkloadIsolationStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	Target string `json:"target,omitempty"`
 
+	// cni says which CNI the cluster runs and whether it enforces
+	// NetworkPolicy.
+	// +optional
+	CNI *CNIStatus `json:"cni,omitempty"`
+
 	// selectedPods counts the pods the target selects now.
 	// +optional
 	SelectedPods int32 `json:"selectedPods"`
@@ -322,6 +364,8 @@ type WorkloadIsolationStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Policies",type=integer,JSONPath=`.status.policyCount`,description="Generated NetworkPolicies"
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
+// +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.conditions[?(@.type=="Enforced")].status`
+// +kubebuilder:printcolumn:name="CNI",type=string,JSONPath=`.status.cni.name`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -94,7 +94,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	step("Creating the walkthrough's scene: LocalAI in namespace local-ai, ingress-nginx in namespace nginx")
+	step("Creating the walkthrough's scene: LocalAI in namespace local-ai, ingress-nginx in namespace nginx, KKP's default CNI Canal")
 	if err := createScene(ctx, c); err != nil {
 		return err
 	}
@@ -112,6 +112,9 @@ func run(o options) error {
 
 	fmt.Println("$ kubectl get workloadisolations -n local-ai -o wide")
 	if err := printTable(ctx, cp.Config, "/apis/isolation.isolator.dev/v1alpha1/namespaces/local-ai/workloadisolations", true); err != nil {
+		return err
+	}
+	if err := printCNI(ctx, c, wi); err != nil {
 		return err
 	}
 	fmt.Println("\n$ kubectl get networkpolicies -n local-ai")
@@ -240,6 +243,7 @@ func createScene(ctx context.Context, c client.Client) error {
 		pod("local-ai", "local-ai-local-ai-0", localAI, "localai/localai:latest-cpu", 8080),
 		deployment("nginx", "nginx-ingress-nginx-controller", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
 		pod("nginx", "nginx-ingress-nginx-controller-0", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
+		canal(),
 	}
 	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil {
@@ -247,6 +251,25 @@ func createScene(ctx context.Context, c client.Client) error {
 		}
 	}
 	return nil
+}
+
+// canal is the CNI DaemonSet KKP deploys by default: calico-node enforces
+// NetworkPolicy, kube-flannel provides the network.
+func canal() *appsv1.DaemonSet {
+	labels := map[string]string{"k8s-app": "canal"}
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "canal", Namespace: "kube-system", Labels: labels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: "install-cni", Image: "quay.io/calico/cni:v3.28.1"}},
+				Containers: []corev1.Container{
+					{Name: "calico-node", Image: "quay.io/calico/node:v3.28.1"},
+					{Name: "kube-flannel", Image: "quay.io/coreos/flannel:v0.24.4", Args: []string{"--ip-masq", "--kube-subnet-mgr"}},
+				},
+			}},
+		},
+	}
 }
 
 func podSpec(image string, port int32) corev1.PodSpec {
@@ -285,8 +308,9 @@ func applySample(ctx context.Context, c client.Client, path string) (*isolationv
 }
 
 // waitCurrent waits until the operator has reported on the current
-// generation (a Ready condition for it) and kstatus, as Flux and Argo CD use
-// it, says Current. kstatus alone calls a resource without status Current.
+// generation, kstatus (as Flux and Argo CD use it) says Current, and the
+// scene's CNI is reported as enforcing. kstatus alone calls a resource
+// without status Current.
 func waitCurrent(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, timeout time.Duration) error {
 	var last *status.Result
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -301,7 +325,8 @@ func waitCurrent(ctx context.Context, c client.Client, wi *isolationv1alpha1.Wor
 		}
 		last = res
 		observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
-		return observed == u.GetGeneration() && res.Status == status.CurrentStatus, nil
+		enforces, _, _ := unstructured.NestedString(u.Object, "status", "cni", "enforcesNetworkPolicy")
+		return observed == u.GetGeneration() && res.Status == status.CurrentStatus && enforces == "True", nil
 	})
 	if err != nil && last != nil {
 		return fmt.Errorf("WorkloadIsolation %s/%s is %s: %s", wi.Namespace, wi.Name, last.Status, last.Message)
@@ -355,6 +380,19 @@ func printTable(ctx context.Context, cfg *rest.Config, path string, wide bool) e
 		_, _ = fmt.Fprintln(w, strings.Join(cells, "\t"))
 	}
 	return w.Flush()
+}
+
+func printCNI(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation) error {
+	current := &isolationv1alpha1.WorkloadIsolation{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(map[string]any{"cni": current.Status.CNI, "conditions": current.Status.Conditions})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n$ kubectl get wi %s -n %s -o yaml   # status, abridged\n%s", wi.Name, wi.Namespace, out)
+	return nil
 }
 
 func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation) error {

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,5 +60,37 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 	}
 	if _, err := config.Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("error = %v, want the missing file named", err)
+	}
+}
+
+func TestCNIDeclaration(t *testing.T) {
+	tests := []struct {
+		doc, want, wantErr string
+	}{
+		{doc: "cni:\n  name: cilium\n  enforcesNetworkPolicy: true\n  l7Policy: true\n", want: "cilium/True/true/Configured"},
+		{doc: "cni:\n  name: flannel\n  enforcesNetworkPolicy: false\n", want: "flannel/False/false/Configured"},
+		{doc: "cni:\n  name: my-cni\n", want: "my-cni/Unknown/false/Configured"},
+		{doc: "cni:\n  enforcesNetworkPolicy: true\n", wantErr: "cni.name is required"},
+		{doc: "cni:\n  name: x\n  enforces: true\n", wantErr: `unknown field "enforces"`},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, []byte(tt.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Load(%q) error = %v, want %q", tt.doc, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := cfg.CNI.Result()
+		if got := fmt.Sprintf("%s/%s/%v/%s", r.Name, r.Enforces, r.L7, r.Source); got != tt.want {
+			t.Errorf("Load(%q) = %s, want %s", tt.doc, got, tt.want)
+		}
 	}
 }

@@ -176,7 +176,7 @@ func countingReconciler(writes *atomic.Int64) *controller.WorkloadIsolationRecon
 			return cl.SubResource(sub).Update(ctx, obj, opts...)
 		},
 	})
-	return &controller.WorkloadIsolationReconciler{Client: c, Presets: testPresets}
+	return &controller.WorkloadIsolationReconciler{Client: c, Presets: testPresets, CNI: testDetector}
 }
 
 var _ = Describe("WorkloadIsolation controller", func() {

@@ -69,6 +69,9 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(newWorkload(kind), handler.EnqueueRequestsFromMapFunc(r.mapWorkload(kind)),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deleteOrCreate())))
 	}
+	if r.CNI != nil {
+		b = b.WatchesRawSource(r.CNI.Changes(mgr.GetClient()))
+	}
 	return b.Named("workloadisolation").Complete(r)
 }
 

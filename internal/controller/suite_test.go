@@ -46,8 +46,10 @@ var (
 	// reconciler is a second instance wired to the manager's cache, for
 	// calling Reconcile directly.
 	reconcilerCache client.Reader
-	cancel          context.CancelFunc
-	scheme          = runtime.NewScheme()
+	// testDetector is the running manager's CNI detector.
+	testDetector *controller.CNIDetector
+	cancel       context.CancelFunc
+	scheme       = runtime.NewScheme()
 )
 
 func TestController(t *testing.T) {
@@ -91,10 +93,13 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	presets, err := operatorConfig.Catalog()
 	Expect(err).NotTo(HaveOccurred())
+	testDetector = &controller.CNIDetector{}
+	Expect(testDetector.SetupWithManager(mgr)).To(Succeed())
 	Expect((&controller.WorkloadIsolationReconciler{
 		Client:   mgr.GetClient(),
 		Presets:  presets,
 		Recorder: mgr.GetEventRecorder("isolator"),
+		CNI:      testDetector,
 	}).SetupWithManager(mgr)).To(Succeed())
 	reconcilerCache = mgr.GetClient()
 	testPresets = presets

@@ -33,8 +33,10 @@ type WorkloadIsolationReconciler struct {
 	client.Client
 	// Presets resolves the preset names used in from entries.
 	Presets preset.Catalog
-	// Recorder records an Event when the Ready condition changes.
+	// Recorder records an Event when the Ready or Enforced condition changes.
 	Recorder events.EventRecorder
+	// CNI, when set, reports whether the cluster's CNI enforces the policies.
+	CNI *CNIDetector
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -55,6 +57,11 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		// Owner references let garbage collection remove the policies.
 		return ctrl.Result{}, nil
 	}
+	if r.CNI != nil && r.CNI.Current() == nil {
+		// The first CNI classification, moments after start, reconciles
+		// every WorkloadIsolation; until then there is nothing to report.
+		return ctrl.Result{}, nil
+	}
 	before := wi.DeepCopy()
 
 	outcome, err := r.reconcile(ctx, wi)
@@ -71,6 +78,9 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 // spec are reported in the outcome only.
 func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) (status.Outcome, error) {
 	outcome := status.Outcome{Generation: wi.Generation, Mode: wi.Spec.Mode}
+	if r.CNI != nil {
+		outcome.CNI = r.CNI.Current()
+	}
 	if outcome.Mode == "" {
 		outcome.Mode = isolationv1alpha1.ModeEnforce
 	}
@@ -233,21 +243,24 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, a
 	return nil
 }
 
-// recordTransition emits an Event when Ready changes status or reason.
+// recordTransition emits an Event when Ready or Enforced changes status or
+// reason: Normal when it turns True, Warning otherwise.
 func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv1alpha1.WorkloadIsolation) {
 	if r.Recorder == nil {
 		return
 	}
-	was := meta.FindStatusCondition(before.Status.Conditions, isolationv1alpha1.ConditionReady)
-	now := meta.FindStatusCondition(after.Status.Conditions, isolationv1alpha1.ConditionReady)
-	if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
-		return
+	for _, t := range []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionEnforced} {
+		was := meta.FindStatusCondition(before.Status.Conditions, t)
+		now := meta.FindStatusCondition(after.Status.Conditions, t)
+		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
+			continue
+		}
+		eventType := corev1.EventTypeNormal
+		if now.Status != metav1.ConditionTrue {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(after, nil, eventType, now.Reason, t, "%s", now.Message)
 	}
-	eventType := corev1.EventTypeNormal
-	if now.Status != metav1.ConditionTrue {
-		eventType = corev1.EventTypeWarning
-	}
-	r.Recorder.Eventf(after, nil, eventType, now.Reason, "Reconcile", "%s", now.Message)
 }
 
 func references(policies []networkingv1.NetworkPolicy) []isolationv1alpha1.PolicyReference {

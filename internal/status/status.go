@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/cni"
 )
 
 // Failure says why the desired policies are not in place.
@@ -33,17 +34,62 @@ type Outcome struct {
 	Policies int
 	// Failure is nil on success.
 	Failure *Failure
+	// CNI is the cluster's CNI as detected or configured; nil when not
+	// known yet (no Enforced condition is set then).
+	CNI *cni.Result
 }
 
-// SetConditions records the outcome in st: observedGeneration, Ready,
-// PoliciesApplied and Stalled. Conditions whose status, reason and message
+// SetConditions records the outcome in st: observedGeneration, status.cni,
+// Ready, PoliciesApplied, Enforced and Stalled. Conditions whose status, reason and message
 // are unchanged keep their lastTransitionTime, so an unchanged outcome
 // leaves st unchanged.
 func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	st.ObservedGeneration = o.Generation
+	setCNI(st, o)
 	setPoliciesApplied(st, o)
+	setEnforced(st, o)
 	setStalled(st, o)
 	setReady(st, o)
+}
+
+func setCNI(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if o.CNI == nil {
+		return
+	}
+	st.CNI = &isolationv1alpha1.CNIStatus{
+		Name:                  o.CNI.Name,
+		Version:               o.CNI.Version,
+		EnforcesNetworkPolicy: metav1.ConditionStatus(o.CNI.Enforces),
+		L7Policy:              o.CNI.L7,
+		Source:                o.CNI.Source,
+		Evidence:              truncate(o.CNI.EvidenceString(), 4096),
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if o.CNI == nil {
+		return
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type:               isolationv1alpha1.ConditionEnforced,
+		Status:             metav1.ConditionStatus(o.CNI.Enforces),
+		Reason:             o.CNI.Reason,
+		Message:            o.CNI.Message,
+		ObservedGeneration: o.Generation,
+	})
+}
+
+// notEnforced reports whether policies were written on a CNI known not to
+// enforce them: the resource must not look healthy then.
+func notEnforced(o Outcome) bool {
+	return o.CNI != nil && o.CNI.Enforces == cni.EnforcementFalse && o.Mode != isolationv1alpha1.ModeAudit
 }
 
 func setPoliciesApplied(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -81,6 +127,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	switch {
 	case o.Failure != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Failure.Reason, o.Failure.Message
+	case notEnforced(o):
+		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
+		c.Message = "Policies are applied but not enforced: " + o.CNI.Message
 	case o.Mode == isolationv1alpha1.ModeAudit:
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly
 		c.Message = "Audit mode: policies computed and listed in status.policies, none written"

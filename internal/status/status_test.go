@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/cni"
 	"github.com/isolator-dev/isolator/internal/status"
 )
 
@@ -75,6 +76,56 @@ func TestSetConditions(t *testing.T) {
 				case want != nil && (got.Status != want.status || got.Reason != want.reason || got.ObservedGeneration != 3 || got.Message == ""):
 					t.Errorf("%s = %s/%s (generation %d, message %q), want %s/%s", typ, got.Status, got.Reason, got.ObservedGeneration, got.Message, want.status, want.reason)
 				}
+			}
+		})
+	}
+}
+
+func TestEnforcedFeedsReady(t *testing.T) {
+	result := func(e cni.Enforcement, reason string) *cni.Result {
+		return &cni.Result{Name: "x", Enforces: e, Reason: reason, Message: "m", Source: cni.SourceDetected}
+	}
+	tests := []struct {
+		name          string
+		mode          isolationv1alpha1.Mode
+		cni           *cni.Result
+		failure       *status.Failure
+		ready         cond
+		enforced      *cond
+		cniStatusName string
+	}{
+		{"enforcing CNI", isolationv1alpha1.ModeEnforce, result(cni.EnforcementTrue, cni.ReasonEnforcing),
+			nil, cond{metav1.ConditionTrue, "Reconciled"}, &cond{metav1.ConditionTrue, cni.ReasonEnforcing}, "x"},
+		{"CNI that does not enforce makes Ready False", isolationv1alpha1.ModeEnforce, result(cni.EnforcementFalse, cni.ReasonDoesNotEnforce),
+			nil, cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, &cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, "x"},
+		{"disabled enforcement makes Ready False", isolationv1alpha1.ModeEnforce, result(cni.EnforcementFalse, cni.ReasonEnforcementDisabled),
+			nil, cond{metav1.ConditionFalse, cni.ReasonEnforcementDisabled}, &cond{metav1.ConditionFalse, cni.ReasonEnforcementDisabled}, "x"},
+		{"unknown CNI leaves Ready alone", isolationv1alpha1.ModeEnforce, result(cni.EnforcementUnknown, cni.ReasonUnknown),
+			nil, cond{metav1.ConditionTrue, "Reconciled"}, &cond{metav1.ConditionUnknown, cni.ReasonUnknown}, "x"},
+		{"Audit mode writes nothing, so enforcement does not fail it", isolationv1alpha1.ModeAudit, result(cni.EnforcementFalse, cni.ReasonDoesNotEnforce),
+			nil, cond{metav1.ConditionTrue, "AuditOnly"}, &cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, "x"},
+		{"a spec failure comes first", isolationv1alpha1.ModeEnforce, result(cni.EnforcementFalse, cni.ReasonDoesNotEnforce),
+			&status.Failure{Reason: "UnknownPreset", Message: "m", Stalled: true}, cond{metav1.ConditionFalse, "UnknownPreset"}, &cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, "x"},
+		{"no classification yet", isolationv1alpha1.ModeEnforce, nil,
+			nil, cond{metav1.ConditionTrue, "Reconciled"}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &isolationv1alpha1.WorkloadIsolationStatus{}
+			status.SetConditions(st, status.Outcome{Generation: 1, Mode: tt.mode, Policies: 2, CNI: tt.cni, Failure: tt.failure})
+			ready := meta.FindStatusCondition(st.Conditions, "Ready")
+			if ready.Status != tt.ready.status || ready.Reason != tt.ready.reason {
+				t.Errorf("Ready = %s/%s, want %s/%s", ready.Status, ready.Reason, tt.ready.status, tt.ready.reason)
+			}
+			enforced := meta.FindStatusCondition(st.Conditions, "Enforced")
+			switch {
+			case tt.enforced == nil && enforced != nil:
+				t.Errorf("Enforced must be absent, got %s", enforced.Status)
+			case tt.enforced != nil && (enforced == nil || enforced.Status != tt.enforced.status || enforced.Reason != tt.enforced.reason):
+				t.Errorf("Enforced = %+v, want %+v", enforced, tt.enforced)
+			}
+			if tt.cniStatusName == "" && st.CNI != nil || tt.cniStatusName != "" && (st.CNI == nil || st.CNI.Name != tt.cniStatusName) {
+				t.Errorf("status.cni = %+v, want name %q", st.CNI, tt.cniStatusName)
 			}
 		})
 	}

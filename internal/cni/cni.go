@@ -1,0 +1,211 @@
+// Package cni tells from cluster objects which CNI a cluster runs and
+// whether it enforces NetworkPolicy. It is pure: the caller collects the
+// facts (DaemonSets of the system namespaces, a few ConfigMaps, the API groups
+// of installed CRDs, KKP ApplicationInstallations) and Classify reasons about
+// all of them together, so that a cluster with a network provider plus a
+// separate policy agent (Flannel and kube-network-policies, AWS VPC CNI and
+// Calico) is judged as a whole rather than by the first match.
+package cni
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// Enforcement says whether NetworkPolicies are enforced.
+type Enforcement string
+
+// Enforcement values, spelled like metav1.ConditionStatus.
+const (
+	EnforcementTrue    Enforcement = "True"
+	EnforcementFalse   Enforcement = "False"
+	EnforcementUnknown Enforcement = "Unknown"
+)
+
+// Reasons of a Result: the reasons of the Enforced condition.
+const (
+	// ReasonEnforcing: a component that enforces NetworkPolicy runs.
+	ReasonEnforcing = isolationv1alpha1.ReasonCNIEnforces
+	// ReasonDoesNotEnforce: the CNI found is known not to enforce NetworkPolicy.
+	ReasonDoesNotEnforce = isolationv1alpha1.ReasonCNIDoesNotEnforce
+	// ReasonEnforcementDisabled: the CNI can enforce, but its configuration turns it off.
+	ReasonEnforcementDisabled = isolationv1alpha1.ReasonPolicyEnforcementDisabled
+	// ReasonUnknown: no known CNI was found, or its version or state cannot tell.
+	ReasonUnknown = isolationv1alpha1.ReasonCNIUnknown
+)
+
+// Source says where a Result comes from.
+const (
+	SourceDetected   = "Detected"
+	SourceConfigured = "Configured"
+)
+
+// Container is the part of a container the classifier reads.
+type Container struct {
+	Name    string
+	Image   string
+	Command []string
+	Args    []string
+	Env     map[string]string
+}
+
+// DaemonSet is the part of a DaemonSet the classifier reads. Containers
+// include init containers.
+type DaemonSet struct {
+	Namespace  string
+	Name       string
+	Labels     map[string]string
+	Containers []Container
+}
+
+// ConfigMap is a ConfigMap's identity and data.
+type ConfigMap struct {
+	Namespace string
+	Name      string
+	Data      map[string]string
+}
+
+// Application is a KKP ApplicationInstallation (apps.kubermatic.k8c.io).
+type Application struct {
+	Namespace string
+	Name      string
+	// Application is spec.applicationRef.name, Version spec.applicationRef.version.
+	Application string
+	Version     string
+	// Values are the Helm values (spec.values or the parsed spec.valuesBlock).
+	Values map[string]any
+}
+
+// Facts are the cluster objects Classify reasons about.
+type Facts struct {
+	DaemonSets   []DaemonSet
+	ConfigMaps   []ConfigMap
+	APIGroups    []string
+	Applications []Application
+}
+
+// Result is what Classify concludes.
+type Result struct {
+	// Name of the CNI; components joined with "+" when several work together
+	// (for example "flannel+kube-network-policies"); "unknown" if none found.
+	Name string
+	// Version of the component that enforces policy (or of the CNI), from
+	// its image tag; empty when unknown.
+	Version string
+	// Enforces says whether NetworkPolicies are enforced.
+	Enforces Enforcement
+	// Reason is a CamelCase reason, Message a sentence for users.
+	Reason  string
+	Message string
+	// L7 is true when the CNI can also enforce HTTP-aware (layer 7) policies
+	// through its own policy API.
+	L7 bool
+	// Evidence lists the objects the conclusion rests on, one line each.
+	Evidence []string
+	// Source is Detected or Configured.
+	Source string
+}
+
+// EvidenceString joins the evidence for display.
+func (r Result) EvidenceString() string { return strings.Join(r.Evidence, "; ") }
+
+// component is one recognised part of the cluster network.
+type component struct {
+	name     string
+	version  string
+	enforces Enforcement
+	reason   string
+	message  string
+	l7       bool
+	evidence string
+	// enforcer is true for components whose job includes policy
+	// enforcement (even when it is switched off); false for network
+	// providers that never enforce.
+	enforcer bool
+}
+
+// Classify reasons about facts and returns the cluster's CNI and whether it
+// enforces NetworkPolicy:
+//   - True when any recognised component enforces;
+//   - False when components were recognised and none enforces (a provider
+//     that never enforces, or an enforcer whose enforcement is disabled);
+//   - Unknown when nothing was recognised, or the components found cannot
+//     say (an unrecognised version, an installation not yet rolled out).
+func Classify(f Facts) Result {
+	comps := components(f)
+	if len(comps) == 0 {
+		return Result{
+			Name: "unknown", Enforces: EnforcementUnknown, Reason: ReasonUnknown, Source: SourceDetected,
+			Message: "no known CNI found in the system namespaces; declare the CNI in the operator configuration (cni.name, cni.enforcesNetworkPolicy) if it enforces NetworkPolicy",
+		}
+	}
+	sort.SliceStable(comps, func(i, j int) bool { return !comps[i].enforcer && comps[j].enforcer })
+	r := Result{Name: joinNames(comps), Source: SourceDetected}
+	for _, c := range comps {
+		r.Evidence = append(r.Evidence, c.evidence)
+		r.L7 = r.L7 || (c.l7 && c.enforces == EnforcementTrue)
+	}
+	pick := func(e Enforcement) *component {
+		for i := range comps {
+			if comps[i].enforces == e {
+				return &comps[i]
+			}
+		}
+		return nil
+	}
+	var chosen *component
+	switch {
+	case pick(EnforcementTrue) != nil:
+		chosen, r.Enforces = pick(EnforcementTrue), EnforcementTrue
+	case pick(EnforcementUnknown) != nil:
+		chosen, r.Enforces = pick(EnforcementUnknown), EnforcementUnknown
+	default:
+		chosen, r.Enforces = disabledFirst(comps), EnforcementFalse
+	}
+	r.Version, r.Reason, r.Message = chosen.version, chosen.reason, chosen.message
+	if r.Version == "" {
+		r.Version = comps[0].version
+	}
+	return r
+}
+
+// disabledFirst prefers an enforcer that is switched off over a provider
+// that cannot enforce, because its message says how to fix it.
+func disabledFirst(comps []component) *component {
+	for i := range comps {
+		if comps[i].enforcer {
+			return &comps[i]
+		}
+	}
+	return &comps[0]
+}
+
+func joinNames(comps []component) string {
+	var names []string
+	for _, c := range comps {
+		if !slices.Contains(names, c.name) {
+			names = append(names, c.name)
+		}
+	}
+	return strings.Join(names, "+")
+}
+
+// Configured returns the Result for a CNI declared by the administrator.
+func Configured(name string, enforces Enforcement, l7 bool) Result {
+	r := Result{Name: name, Enforces: enforces, L7: l7, Source: SourceConfigured,
+		Evidence: []string{"operator configuration (cni)"}}
+	switch enforces {
+	case EnforcementTrue:
+		r.Reason, r.Message = ReasonEnforcing, fmt.Sprintf("%s enforces NetworkPolicy, as declared in the operator configuration", name)
+	case EnforcementFalse:
+		r.Reason, r.Message = ReasonDoesNotEnforce, fmt.Sprintf("%s does not enforce NetworkPolicy, as declared in the operator configuration: the generated policies have no effect", name)
+	default:
+		r.Enforces, r.Reason = EnforcementUnknown, ReasonUnknown
+		r.Message = fmt.Sprintf("%s is declared in the operator configuration without saying whether it enforces NetworkPolicy", name)
+	}
+	return r
+}
