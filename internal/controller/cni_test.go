@@ -2,6 +2,8 @@ package controller_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 
@@ -14,11 +16,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/yaml"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/config"
@@ -184,6 +189,43 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 		wi := getIsolation(ctx, isolations[1])()
 		Expect(wi.Status.CNI.L7Policy).To(BeTrue())
 		Expect(wi.Status.CNI.Version).To(Equal("v1.16.3"))
+	})
+
+	It("names KKP's managed Cilium ApplicationInstallation as evidence (validated against KKP's own CRD)", func() {
+		fixtures := filepath.Join("..", "..", "..", "shared", "fixtures", "crds")
+		if _, err := os.Stat(fixtures); err != nil {
+			Skip("KKP CRD fixtures not found at " + fixtures + " (they sit beside the repository as ../shared)")
+		}
+		_, err := envtest.InstallCRDs(controlPlane.Config, envtest.CRDInstallOptions{
+			Paths: []string{filepath.Join(fixtures, "apps.kubermatic.k8c.io_applicationinstallations.yaml")}, ErrorIfPathMissing: true,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		app := &unstructured.Unstructured{}
+		Expect(yaml.Unmarshal([]byte(`
+apiVersion: apps.kubermatic.k8c.io/v1
+kind: ApplicationInstallation
+metadata: {name: cilium, namespace: kube-system}
+spec:
+  applicationRef: {name: cilium, version: 1.16.3}
+  namespace: {name: kube-system, create: false}
+  valuesBlock: |
+    policyEnforcementMode: default
+    hubble: {enabled: true}
+`), &app.Object)).To(Succeed())
+		Expect(k8sClient.Create(ctx, app)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, app))).To(Succeed()) })
+
+		// KKP rolls the agent out after the installation: that change is
+		// what the detector reacts to.
+		agent := &appsv1.DaemonSet{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cilium), agent)).To(Succeed())
+		agent.Spec.Template.Spec.Containers[0].Image = "quay.io/cilium/cilium:v1.16.4"
+		Expect(k8sClient.Update(ctx, agent)).To(Succeed())
+		eachIsolation(And(
+			haveCNI("cilium/True/Detected"),
+			WithTransform(func(wi *isolationv1alpha1.WorkloadIsolation) string { return wi.Status.CNI.Evidence },
+				ContainSubstring("ApplicationInstallation kube-system/cilium (cilium 1.16.3)")),
+		))
 	})
 
 	It("reports a CNI declared by the administrator instead of the detected one", func() {
