@@ -15,6 +15,13 @@ const (
 	// False while they are not (Audit mode, an invalid spec, an API error).
 	ConditionPoliciesApplied = "PoliciesApplied"
 
+	// ConditionIsolated says whether only the declared sources can reach
+	// the target: True; False with reason WidenedByPolicy when another
+	// NetworkPolicy admits more (listed in status.exposure), or SharedTarget
+	// when another WorkloadIsolation selects the same pods. In Enforce mode
+	// False makes Ready False too.
+	ConditionIsolated = "Isolated"
+
 	// ConditionEnforced says whether the cluster's CNI enforces
 	// NetworkPolicy: True; False with reason CNIDoesNotEnforce or
 	// PolicyEnforcementDisabled (then Ready is False too in Enforce mode: the
@@ -46,6 +53,12 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonApplyFailed: the API server refused or failed a write; retried with back-off.
 	ReasonApplyFailed = "ApplyFailed"
+	// ReasonOnlyDeclaredSources: Isolated is True.
+	ReasonOnlyDeclaredSources = "OnlyDeclaredSources"
+	// ReasonWidenedByPolicy: a NetworkPolicy admits more than declared.
+	ReasonWidenedByPolicy = "WidenedByPolicy"
+	// ReasonSharedTarget: another WorkloadIsolation selects the same pods.
+	ReasonSharedTarget = "SharedTarget"
 	// ReasonCNIEnforces: Enforced is True.
 	ReasonCNIEnforces = "CNIEnforcesPolicy"
 	// ReasonCNIDoesNotEnforce: the CNI is known not to enforce NetworkPolicy.

@@ -313,14 +313,35 @@ type CNIStatus struct {
 	Evidence string `json:"evidence,omitempty"`
 }
 
+// Exposure is a NetworkPolicy that lets more reach the target than declared,
+// or that another WorkloadIsolation generated for the same pods.
+type Exposure struct {
+	// policy is the NetworkPolicy's name, in the WorkloadIsolation's namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Policy string `json:"policy"`
+
+	// workloadIsolation names the other WorkloadIsolation that generated
+	// the policy, if one did.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	WorkloadIsolation string `json:"workloadIsolation,omitempty"`
+
+	// summary says what the policy opens, e.g. "allow-all-ingress: all pods
+	// in all namespaces, all ports".
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	Summary string `json:"summary"`
+}
+
 // WorkloadIsolationStatus is the observed state of a WorkloadIsolation.
 type WorkloadIsolationStatus struct {
 	// observedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (always), PoliciesApplied, Enforced, and Stalled
-	// while the spec cannot be acted upon.
+	// conditions: Ready (always), PoliciesApplied, Isolated, Enforced, and
+	// Stalled while the spec cannot be acted upon.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -343,6 +364,13 @@ type WorkloadIsolationStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	Target string `json:"target,omitempty"`
 
+	// exposure lists the NetworkPolicies that widen the isolation (see the
+	// Isolated condition).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Exposure []Exposure `json:"exposure,omitempty"`
+
 	// cni says which CNI the cluster runs and whether it enforces
 	// NetworkPolicy.
 	// +optional
@@ -364,6 +392,7 @@ type WorkloadIsolationStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Policies",type=integer,JSONPath=`.status.policyCount`,description="Generated NetworkPolicies"
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
+// +kubebuilder:printcolumn:name="Isolated",type=string,JSONPath=`.status.conditions[?(@.type=="Isolated")].status`
 // +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.conditions[?(@.type=="Enforced")].status`
 // +kubebuilder:printcolumn:name="CNI",type=string,JSONPath=`.status.cni.name`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

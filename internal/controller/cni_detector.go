@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 	"sigs.k8s.io/yaml"
 
-	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/cni"
 )
 
@@ -161,12 +160,7 @@ func (d *CNIDetector) set(r *cni.Result) bool {
 // the classification changes.
 func (d *CNIDetector) Changes(r client.Reader) source.Source {
 	return source.Channel(d.changed, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		list := &isolationv1alpha1.WorkloadIsolationList{}
-		if err := r.List(ctx, list); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations after a CNI change")
-			return nil
-		}
-		return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
+		return mapAll(ctx, r)
 	}))
 }
 

@@ -200,6 +200,7 @@ var _ = Describe("WorkloadIsolation controller", func() {
 		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
 			haveCondition(isolationv1alpha1.ConditionPoliciesApplied, metav1.ConditionTrue, isolationv1alpha1.ReasonApplied),
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
 		))
 		Eventually(policyNames(ctx, ns), timeout, interval).Should(ConsistOf("local-ai-default-deny", "local-ai-allow-nginx"))
 

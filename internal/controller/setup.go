@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
-	"github.com/isolator-dev/isolator/internal/policy"
 )
 
 // workloadRefIndex indexes WorkloadIsolations by "<Kind>/<name>" of their
@@ -31,18 +30,17 @@ const workloadRefIndex = "spec.target.workloadRef"
 type workqueue = clientworkqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // CacheOptions restricts the manager's cache to what the reconciler needs, so
-// memory stays small on large clusters: only generated NetworkPolicies, and
-// workloads stripped down to their selector. Pods are watched metadata-only
-// (see SetupWithManager). Managed fields are dropped from every object.
+// memory stays small on large clusters: workloads are stripped down to their
+// selector, Pods and Namespaces are watched metadata-only (see
+// SetupWithManager), and managed fields are dropped from every object.
+// NetworkPolicies are cached whole: the isolation analysis reads all of them.
 func CacheOptions() cache.Options {
-	generated := labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&networkingv1.NetworkPolicy{}: {Label: generated},
-			&appsv1.Deployment{}:          {Transform: keepSelectorOnly},
-			&appsv1.StatefulSet{}:         {Transform: keepSelectorOnly},
-			&appsv1.DaemonSet{}:           {Transform: keepSelectorOnly},
+			&appsv1.Deployment{}:  {Transform: keepSelectorOnly},
+			&appsv1.StatefulSet{}: {Transform: keepSelectorOnly},
+			&appsv1.DaemonSet{}:   {Transform: keepSelectorOnly},
 		},
 	}
 }
@@ -61,8 +59,12 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&networkingv1.NetworkPolicy{}).
-		WatchesMetadata(&corev1.Pod{}, podHandler{client: mgr.GetClient()})
+		// Any NetworkPolicy of a namespace, generated or not, can change
+		// what reaches its targets: re-evaluate the namespace's isolations.
+		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespace)).
+		WatchesMetadata(&corev1.Pod{}, podHandler{client: mgr.GetClient()}).
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapAll),
+			builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deleteOrCreate())))
 	for _, kind := range []isolationv1alpha1.WorkloadKind{
 		isolationv1alpha1.WorkloadKindDeployment, isolationv1alpha1.WorkloadKindStatefulSet, isolationv1alpha1.WorkloadKindDaemonSet,
 	} {
@@ -88,6 +90,31 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 		}
 		return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
 	}
+}
+
+// mapNamespace enqueues the WorkloadIsolations of the object's namespace.
+func (r *WorkloadIsolationReconciler) mapNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", obj.GetNamespace())
+		return nil
+	}
+	return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
+}
+
+// mapAll enqueues every WorkloadIsolation: a namespace's labels can change
+// what a namespaceSelector anywhere admits.
+func (r *WorkloadIsolationReconciler) mapAll(ctx context.Context, _ client.Object) []reconcile.Request {
+	return mapAll(ctx, r)
+}
+
+func mapAll(ctx context.Context, r client.Reader) []reconcile.Request {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations")
+		return nil
+	}
+	return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
 }
 
 func deleteOrCreate() predicate.Funcs {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/preset"
 	"github.com/isolator-dev/isolator/internal/status"
@@ -37,13 +39,19 @@ type WorkloadIsolationReconciler struct {
 	Recorder events.EventRecorder
 	// CNI, when set, reports whether the cluster's CNI enforces the policies.
 	CNI *CNIDetector
+
+	// recorded remembers the last condition (status/reason) an Event was
+	// recorded for, per object and condition type, so that a reconcile that
+	// starts from a cached object older than its last status write does not
+	// record the same transition twice.
+	recorded sync.Map
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes the NetworkPolicies of one WorkloadIsolation, applies
@@ -103,14 +111,65 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	outcome.Policies = len(desired)
 	wi.Status.Policies = references(desired)
 	wi.Status.PolicyCount = int32(len(desired))
-	if wi.Status.SelectedPods, err = r.countPods(ctx, wi.Namespace, selector); err != nil {
+	pods, err := r.targetPods(ctx, wi.Namespace, selector)
+	if err != nil {
 		return withTransient(outcome, err)
 	}
+	wi.Status.SelectedPods = int32(len(pods))
 
+	written := desired
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
-		desired = nil // Audit writes nothing and removes what Enforce wrote.
+		written = nil // Audit writes nothing and removes what Enforce wrote.
 	}
-	return withTransient(outcome, r.syncPolicies(ctx, wi, desired))
+	if err := r.syncPolicies(ctx, wi, written); err != nil {
+		return withTransient(outcome, err)
+	}
+	report, err := r.analyze(ctx, wi, pods, desired, written)
+	if err != nil {
+		return withTransient(outcome, err)
+	}
+	outcome.Isolation = report
+	return outcome, nil
+}
+
+// analyze checks every NetworkPolicy of the namespace against the declared
+// policies. The policies just written are taken as written, so that the
+// analysis does not report a drift that was repaired a moment ago.
+func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
+	pods []analysis.Object, declared, written []networkingv1.NetworkPolicy) (*analysis.Report, error) {
+	list := &networkingv1.NetworkPolicyList{}
+	if err := r.List(ctx, list, client.InNamespace(wi.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing NetworkPolicies: %w", err)
+	}
+	current := map[string]networkingv1.NetworkPolicy{}
+	for _, np := range list.Items {
+		current[np.Name] = np
+	}
+	for _, np := range written {
+		current[np.Name] = np
+	}
+	namespaces := &metav1.PartialObjectMetadataList{}
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, namespaces); err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	in := analysis.Input{
+		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
+		OwnerOf: func(np *networkingv1.NetworkPolicy) string {
+			if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
+				return ref.Name
+			}
+			return ""
+		},
+	}
+	for _, np := range current {
+		in.Policies = append(in.Policies, np)
+	}
+	for _, ns := range namespaces.Items {
+		in.Namespaces = append(in.Namespaces, analysis.Object{Name: ns.Name, Labels: ns.Labels})
+	}
+	report := analysis.Analyze(in)
+	return &report, nil
 }
 
 // withTransient records a transient error as the outcome's failure.
@@ -161,19 +220,23 @@ func (r *WorkloadIsolationReconciler) resolveTarget(ctx context.Context, wi *iso
 	return selector, nil, nil
 }
 
-// countPods counts the pods the selector selects, from the metadata-only
+// targetPods lists the pods the selector selects, from the metadata-only
 // cache. The selector has been validated by policy.Build.
-func (r *WorkloadIsolationReconciler) countPods(ctx context.Context, namespace string, selector *metav1.LabelSelector) (int32, error) {
+func (r *WorkloadIsolationReconciler) targetPods(ctx context.Context, namespace string, selector *metav1.LabelSelector) ([]analysis.Object, error) {
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := r.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return 0, fmt.Errorf("listing pods: %w", err)
+		return nil, fmt.Errorf("listing pods: %w", err)
 	}
-	return int32(len(pods.Items)), nil
+	out := make([]analysis.Object, 0, len(pods.Items))
+	for _, p := range pods.Items {
+		out = append(out, analysis.Object{Name: p.Name, Labels: p.Labels})
+	}
+	return out, nil
 }
 
 // syncPolicies makes the cluster hold exactly the desired policies of wi:
@@ -249,10 +312,14 @@ func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv
 	if r.Recorder == nil {
 		return
 	}
-	for _, t := range []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionEnforced} {
+	for _, t := range []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionIsolated, isolationv1alpha1.ConditionEnforced} {
 		was := meta.FindStatusCondition(before.Status.Conditions, t)
 		now := meta.FindStatusCondition(after.Status.Conditions, t)
 		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
+			continue
+		}
+		key, state := string(after.UID)+"/"+t, string(now.Status)+"/"+now.Reason
+		if last, ok := r.recorded.Swap(key, state); ok && last == state {
 			continue
 		}
 		eventType := corev1.EventTypeNormal

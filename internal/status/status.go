@@ -5,11 +5,14 @@ package status
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/cni"
 )
 
@@ -37,6 +40,9 @@ type Outcome struct {
 	// CNI is the cluster's CNI as detected or configured; nil when not
 	// known yet (no Enforced condition is set then).
 	CNI *cni.Result
+	// Isolation is the analysis of all policies of the namespace; nil when
+	// it could not run (Isolated and exposure are left as they were).
+	Isolation *analysis.Report
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -47,6 +53,7 @@ func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	st.ObservedGeneration = o.Generation
 	setCNI(st, o)
 	setPoliciesApplied(st, o)
+	setIsolated(st, o)
 	setEnforced(st, o)
 	setStalled(st, o)
 	setReady(st, o)
@@ -71,6 +78,52 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
+}
+
+func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if o.Isolation == nil {
+		return
+	}
+	st.Exposure = nil
+	var widening, shared []string
+	for _, e := range o.Isolation.Exposures {
+		if len(st.Exposure) < 32 {
+			st.Exposure = append(st.Exposure, isolationv1alpha1.Exposure{
+				Policy: e.Policy, WorkloadIsolation: e.WorkloadIsolation, Summary: truncate(e.Summary, 2048),
+			})
+		}
+		switch {
+		case e.Widens:
+			widening = append(widening, e.Policy)
+		case !slices.Contains(shared, e.WorkloadIsolation):
+			shared = append(shared, e.WorkloadIsolation)
+		}
+	}
+	c := metav1.Condition{Type: isolationv1alpha1.ConditionIsolated, ObservedGeneration: o.Generation}
+	switch {
+	case len(widening) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy
+		c.Message = fmt.Sprintf("NetworkPolicies admit more than declared: %s (see status.exposure)", strings.Join(widening, ", "))
+	case len(shared) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonSharedTarget
+		c.Message = fmt.Sprintf("WorkloadIsolation %s also selects these pods", strings.Join(shared, ", "))
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources
+		c.Message = "Only the declared sources can reach the target pods"
+	}
+	meta.SetStatusCondition(&st.Conditions, c)
+}
+
+// notIsolated reports whether policies were written but others widen them.
+func notIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) *metav1.Condition {
+	if o.Mode == isolationv1alpha1.ModeAudit {
+		return nil
+	}
+	c := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionIsolated)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return nil
+	}
+	return c
 }
 
 func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -130,6 +183,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	case notEnforced(o):
 		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
 		c.Message = "Policies are applied but not enforced: " + o.CNI.Message
+	case notIsolated(st, o) != nil:
+		isolated := notIsolated(st, o)
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, isolated.Reason, isolated.Message
 	case o.Mode == isolationv1alpha1.ModeAudit:
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly
 		c.Message = "Audit mode: policies computed and listed in status.policies, none written"

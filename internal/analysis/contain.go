@@ -1,0 +1,211 @@
+package analysis
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// requirements normalises a selector into requirements: matchLabels become
+// In with one value. A nil selector has none (it selects everything).
+func requirements(sel *metav1.LabelSelector) []metav1.LabelSelectorRequirement {
+	if sel == nil {
+		return nil
+	}
+	var out []metav1.LabelSelectorRequirement
+	for k, v := range sel.MatchLabels {
+		out = append(out, metav1.LabelSelectorRequirement{Key: k, Operator: metav1.LabelSelectorOpIn, Values: []string{v}})
+	}
+	return append(out, sel.MatchExpressions...)
+}
+
+// selectorInside reports whether every label set inner matches also matches
+// outer, by showing that inner's requirements imply each of outer's. It may
+// answer false for selectors that are in fact inside (see the package doc).
+func selectorInside(inner, outer *metav1.LabelSelector) bool {
+	have := requirements(inner)
+	for _, want := range requirements(outer) {
+		if !slices.ContainsFunc(have, func(h metav1.LabelSelectorRequirement) bool { return implies(h, want) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// implies reports whether every label set satisfying h satisfies w.
+func implies(h, w metav1.LabelSelectorRequirement) bool {
+	if h.Key != w.Key {
+		return false
+	}
+	switch w.Operator {
+	case metav1.LabelSelectorOpExists:
+		return h.Operator == metav1.LabelSelectorOpIn || h.Operator == metav1.LabelSelectorOpExists
+	case metav1.LabelSelectorOpDoesNotExist:
+		return h.Operator == metav1.LabelSelectorOpDoesNotExist
+	case metav1.LabelSelectorOpIn:
+		return h.Operator == metav1.LabelSelectorOpIn && subset(h.Values, w.Values)
+	case metav1.LabelSelectorOpNotIn:
+		switch h.Operator {
+		case metav1.LabelSelectorOpIn:
+			return !slices.ContainsFunc(h.Values, func(v string) bool { return slices.Contains(w.Values, v) })
+		case metav1.LabelSelectorOpNotIn:
+			return subset(w.Values, h.Values)
+		case metav1.LabelSelectorOpDoesNotExist:
+			return true
+		}
+	}
+	return false
+}
+
+func subset(a, b []string) bool {
+	return !slices.ContainsFunc(a, func(v string) bool { return !slices.Contains(b, v) })
+}
+
+// ipBlockInside reports whether every address inner admits, outer admits.
+func ipBlockInside(inner, outer networkingv1.IPBlock) bool {
+	in, err1 := netip.ParsePrefix(inner.CIDR)
+	out, err2 := netip.ParsePrefix(outer.CIDR)
+	if err1 != nil || err2 != nil || !prefixInside(in.Masked(), out.Masked()) {
+		return false
+	}
+	// Every range outer excludes that overlaps inner must be excluded by
+	// inner too.
+	for _, e := range outer.Except {
+		ex, err := netip.ParsePrefix(e)
+		if err != nil {
+			return false
+		}
+		ex = ex.Masked()
+		if !ex.Overlaps(in.Masked()) {
+			continue
+		}
+		if !slices.ContainsFunc(inner.Except, func(ie string) bool {
+			p, err := netip.ParsePrefix(ie)
+			return err == nil && prefixInside(ex, p.Masked())
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func prefixInside(inner, outer netip.Prefix) bool {
+	return inner.Addr().Is4() == outer.Addr().Is4() && outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// portsCovered reports whether every port a rule admits is admitted by the
+// declared ports. No ports means every port of every protocol.
+func portsCovered(ports, declared []networkingv1.NetworkPolicyPort) bool {
+	if len(declared) == 0 {
+		return true
+	}
+	if len(ports) == 0 {
+		return false
+	}
+	for _, p := range ports {
+		if !slices.ContainsFunc(declared, func(d networkingv1.NetworkPolicyPort) bool { return portInside(p, d) }) {
+			return false
+		}
+	}
+	return true
+}
+
+func protocol(p networkingv1.NetworkPolicyPort) corev1.Protocol {
+	if p.Protocol == nil {
+		return corev1.ProtocolTCP
+	}
+	return *p.Protocol
+}
+
+func portInside(p, d networkingv1.NetworkPolicyPort) bool {
+	if protocol(p) != protocol(d) {
+		return false
+	}
+	switch {
+	case d.Port == nil:
+		return true
+	case p.Port == nil:
+		return false
+	case d.Port.Type == intstr.String || p.Port.Type == intstr.String: // a named port
+		return p.Port.Type == intstr.String && d.Port.Type == intstr.String && p.Port.StrVal == d.Port.StrVal && p.EndPort == nil
+	}
+	pLo, pHi := portRange(p)
+	dLo, dHi := portRange(d)
+	return dLo <= pLo && pHi <= dHi
+}
+
+func portRange(p networkingv1.NetworkPolicyPort) (int32, int32) {
+	lo := p.Port.IntVal
+	if p.EndPort != nil {
+		return lo, *p.EndPort
+	}
+	return lo, lo
+}
+
+// describeRule says in words what a rule admits.
+func describeRule(r networkingv1.NetworkPolicyIngressRule, policyNamespace string) string {
+	sources := "all sources"
+	if len(r.From) > 0 {
+		var parts []string
+		for _, p := range r.From {
+			parts = append(parts, describePeer(p, policyNamespace))
+		}
+		sources = strings.Join(parts, " or ")
+	}
+	return sources + ", " + describePorts(r.Ports)
+}
+
+// describePeer says in words which sources a peer selects.
+func describePeer(p networkingv1.NetworkPolicyPeer, policyNamespace string) string {
+	if p.IPBlock != nil {
+		s := "IP block " + p.IPBlock.CIDR
+		if len(p.IPBlock.Except) > 0 {
+			s += " except " + strings.Join(p.IPBlock.Except, ", ")
+		}
+		return s
+	}
+	pods := "all pods"
+	if p.PodSelector != nil && !isEmpty(p.PodSelector) {
+		pods = "pods " + metav1.FormatLabelSelector(p.PodSelector)
+	}
+	switch {
+	case p.NamespaceSelector == nil:
+		return pods + " in namespace " + policyNamespace
+	case isEmpty(p.NamespaceSelector):
+		return pods + " in all namespaces"
+	default:
+		return pods + " in namespaces " + metav1.FormatLabelSelector(p.NamespaceSelector)
+	}
+}
+
+func isEmpty(s *metav1.LabelSelector) bool {
+	return len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0
+}
+
+func describePorts(ports []networkingv1.NetworkPolicyPort) string {
+	if len(ports) == 0 {
+		return "all ports"
+	}
+	var out []string
+	for _, p := range ports {
+		switch {
+		case p.Port == nil:
+			out = append(out, fmt.Sprintf("all %s ports", protocol(p)))
+		case p.Port.Type == intstr.String:
+			out = append(out, fmt.Sprintf("%s port %s", protocol(p), p.Port.StrVal))
+		case p.EndPort != nil:
+			out = append(out, fmt.Sprintf("%s %d-%d", protocol(p), p.Port.IntVal, *p.EndPort))
+		default:
+			out = append(out, fmt.Sprintf("%s %d", protocol(p), p.Port.IntVal))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
