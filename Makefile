@@ -35,14 +35,19 @@ help: ## Show this help.
 .PHONY: demo
 demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (KEEP=1 keeps it running).
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
-		go run ./hack/demo --manager $(LOCALBIN)/manager --crds config/crd/bases \
+		go run ./hack/demo --manager $(LOCALBIN)/manager --plugin $(LOCALBIN)/kubectl-isolator --crds config/crd/bases \
 		--sample config/samples/isolation_v1alpha1_workloadisolation.yaml $(if $(KEEP),--keep,)
 
 .PHONY: test
-test: envtest ## Run all unit and envtest suites (vet and format checks included).
+test: envtest ## Run all unit, envtest and oracle suites (vet and format checks included).
 	$(MAKE) fmt-check vet
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
+	cd test/oracle && go test ./... -count=1 -timeout 20m -v -run . $(TEST_FLAGS) | grep -E '^(--- |ok|FAIL|PASS|oracle|panic)|_test.go'
+
+.PHONY: test-oracle
+test-oracle: ## Run the oracle property tests alone (ORACLE_SEED, ORACLE_CASES to vary them).
+	cd test/oracle && go test ./... -count=1 -v
 
 ##@ Development
 
@@ -67,8 +72,9 @@ fmt-check: ## Fail when a file is not gofmt-formatted.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; [ -z "$$out" ] || { echo "not gofmt-formatted: $$out"; exit 1; }
 
 .PHONY: vet
-vet: ## Run go vet.
+vet: ## Run go vet (the operator module and the oracle module).
 	go vet ./...
+	cd test/oracle && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml).
@@ -81,8 +87,9 @@ envtest: ## Provide kube-apiserver and etcd (setup-envtest, or built from the Go
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager into bin/manager and the kubectl plugin into bin/kubectl-isolator.
 	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o $(LOCALBIN)/manager ./cmd
+	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o $(LOCALBIN)/kubectl-isolator ./cmd/kubectl-isolator
 
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.

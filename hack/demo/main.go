@@ -45,6 +45,7 @@ import (
 
 type options struct {
 	manager string
+	plugin  string
 	crds    string
 	sample  string
 	keep    bool
@@ -54,6 +55,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.manager, "manager", "bin/manager", "Path of the operator binary.")
+	flag.StringVar(&o.plugin, "plugin", "bin/kubectl-isolator", "Path of the kubectl plugin binary.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of the CRD manifests.")
 	flag.StringVar(&o.sample, "sample", "config/samples/isolation_v1alpha1_workloadisolation.yaml", "WorkloadIsolation to apply.")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the control plane and operator running until interrupted, and print a kubeconfig for kubectl.")
@@ -131,6 +133,11 @@ func run(o options) error {
 		return err
 	}
 	fmt.Printf("    restored in %s\n", restored.Round(time.Millisecond))
+
+	step("Someone adds an allow-all NetworkPolicy in local-ai: Isolator reports that it widens the isolation")
+	if err := widen(ctx, c, wi, o.plugin, cp.Kubeconfig); err != nil {
+		return err
+	}
 
 	fmt.Printf("\nDemo succeeded in %s.\n", time.Since(start).Round(time.Second))
 	if o.keep {
@@ -418,6 +425,52 @@ func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.W
 		fmt.Printf("\n$ kubectl get networkpolicy %s -n %s -o yaml\n%s", np.Name, np.Namespace, out)
 	}
 	return nil
+}
+
+// widen adds an allow-all policy, waits until the WorkloadIsolation reports
+// it, shows `kubectl isolator explain`, then removes it again.
+func widen(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, plugin, kubeconfig string) error {
+	allowAll := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-all-ingress", Namespace: wi.Namespace},
+		Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}}},
+		},
+	}
+	start := time.Now()
+	if err := c.Create(ctx, allowAll); err != nil {
+		return err
+	}
+	current := &isolationv1alpha1.WorkloadIsolation{}
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
+			return false, err
+		}
+		return len(current.Status.Exposure) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the allow-all policy was not reported: %w", err)
+	}
+	fmt.Printf("    reported in %s\n", time.Since(start).Round(time.Millisecond))
+	for _, cond := range current.Status.Conditions {
+		if cond.Type == isolationv1alpha1.ConditionIsolated || cond.Type == isolationv1alpha1.ConditionReady {
+			fmt.Printf("    %s=%s (%s): %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
+		}
+	}
+	for _, e := range current.Status.Exposure {
+		fmt.Printf("    status.exposure: %s\n", e.Summary)
+	}
+	fmt.Printf("\n$ kubectl isolator explain %s -n %s\n", wi.Name, wi.Namespace)
+	cmd := exec.CommandContext(ctx, plugin, "explain", wi.Name, "-n", wi.Namespace, "--kubeconfig", kubeconfig)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl isolator explain: %w", err)
+	}
+	step("Removing it: the WorkloadIsolation is Ready again")
+	if err := c.Delete(ctx, allowAll); err != nil {
+		return err
+	}
+	return waitCurrent(ctx, c, wi, 30*time.Second)
 }
 
 func deleteAndWaitRestored(ctx context.Context, c client.Client, ns, name string) (time.Duration, error) {
