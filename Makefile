@@ -49,6 +49,19 @@ test: envtest ## Run all unit, envtest and oracle suites (vet and format checks 
 test-oracle: ## Run the oracle property tests alone (ORACLE_SEED, ORACLE_CASES to vary them).
 	cd test/oracle && go test ./... -count=1 -v
 
+##@ Benchmark
+
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: envtest build ## Full benchmark (M=100, P=10000, N=1000, 60 s idle window); results in bench.json.
+	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" go run ./test/bench --manager $(LOCALBIN)/manager --json bench.json $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: envtest build ## Small benchmark run (N=50), as CI runs it to prove the benchmark works.
+	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" go run ./test/bench --manager $(LOCALBIN)/manager --json bin/bench-smoke.json \
+		--namespaces 10 --pods 500 --workloadisolations 50 --idle 5s --samples 20 $(BENCH_FLAGS)
+
 ##@ Development
 
 .PHONY: manifests

@@ -32,6 +32,10 @@ type options struct {
 	cniName              string
 	cniEnforces          string
 	cniNamespaces        string
+	qps                  float64
+	burst                int
+	workers              int
+	pprofAddr            string
 }
 
 func main() {
@@ -44,6 +48,10 @@ func main() {
 	flag.StringVar(&o.cniName, "cni-name", "", "Declare the cluster's CNI instead of detecting it (wins over detection and the configuration file).")
 	flag.StringVar(&o.cniEnforces, "cni-enforces", "", "With --cni-name: whether that CNI enforces NetworkPolicy (true, false; empty means unknown).")
 	flag.StringVar(&o.cniNamespaces, "cni-namespaces", strings.Join(controller.DefaultCNINamespaces, ","), "Namespaces whose DaemonSets and ConfigMaps CNI detection reads.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Requests per second the operator may send to the API server.")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
+	flag.IntVar(&o.workers, "max-concurrent-reconciles", 4, "WorkloadIsolations reconciled in parallel.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of the pprof endpoint; empty disables it.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -97,11 +105,17 @@ func run(o options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	restConfig.QPS, restConfig.Burst = float32(o.qps), o.burst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controller.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "isolator.isolation.isolator.dev",
 		LeaderElectionNamespace: o.leaderElectNamespace,
@@ -119,6 +133,7 @@ func run(o options) error {
 		Presets:  presets,
 		Recorder: mgr.GetEventRecorder("isolator"),
 		CNI:      detector,
+		Workers:  o.workers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}

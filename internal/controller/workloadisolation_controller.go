@@ -39,6 +39,9 @@ type WorkloadIsolationReconciler struct {
 	Recorder events.EventRecorder
 	// CNI, when set, reports whether the cluster's CNI enforces the policies.
 	CNI *CNIDetector
+	// Workers is how many WorkloadIsolations are reconciled in parallel
+	// (controller-runtime's default, 1, when zero).
+	Workers int
 
 	// recorded remembers the last condition (status/reason) an Event was
 	// recorded for, per object and condition type, so that a reconcile that
