@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&o.cniNamespaces, "cni-namespaces", strings.Join(controller.DefaultCNINamespaces, ","), "Namespaces whose DaemonSets and ConfigMaps CNI detection reads.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Requests per second the operator may send to the API server.")
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
-	flag.IntVar(&o.workers, "max-concurrent-reconciles", 4, "WorkloadIsolations reconciled in parallel.")
+	flag.IntVar(&o.workers, "max-concurrent-reconciles", 8, "WorkloadIsolations reconciled in parallel.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of the pprof endpoint; empty disables it.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)

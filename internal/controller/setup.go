@@ -60,9 +60,9 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		// Any NetworkPolicy of a namespace, generated or not, can change
-		// what reaches its targets: re-evaluate the namespace's isolations.
-		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespace)).
+		// Any NetworkPolicy, generated or not, can change what reaches the
+		// pods it selects: re-evaluate the isolations of those pods.
+		Watches(&networkingv1.NetworkPolicy{}, policyHandler{client: mgr.GetClient()}).
 		WatchesMetadata(&corev1.Pod{}, podHandler{client: mgr.GetClient()}).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapAll),
 			builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deleteOrCreate())))
@@ -93,16 +93,6 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 		}
 		return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
 	}
-}
-
-// mapNamespace enqueues the WorkloadIsolations of the object's namespace.
-func (r *WorkloadIsolationReconciler) mapNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", obj.GetNamespace())
-		return nil
-	}
-	return requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true })
 }
 
 // mapAll enqueues every WorkloadIsolation: a namespace's labels can change
@@ -204,7 +194,7 @@ func (h podHandler) Generic(context.Context, event.GenericEvent, workqueue) {}
 
 func (h podHandler) enqueue(ctx context.Context, q workqueue, pods ...client.Object) {
 	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := h.client.List(ctx, list, client.InNamespace(pods[0].GetNamespace())); err != nil {
+	if err := h.client.List(ctx, list, client.InNamespace(pods[0].GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations for pod", "pod", pods[0].GetName())
 		return
 	}
@@ -232,4 +222,89 @@ func requests(items []isolationv1alpha1.WorkloadIsolation, keep func(isolationv1
 		}
 	}
 	return out
+}
+
+// policyHandler enqueues, for a NetworkPolicy event, the WorkloadIsolation
+// that controls the policy and those whose target pods the policy selects
+// (before or after the change). Other isolations of the namespace cannot be
+// affected: a policy only admits traffic to the pods it selects.
+type policyHandler struct {
+	client client.Reader
+}
+
+var _ handler.EventHandler = policyHandler{}
+
+func (h policyHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h policyHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue) {
+	h.enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+}
+
+func (h policyHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h policyHandler) Generic(ctx context.Context, e event.GenericEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h policyHandler) enqueue(ctx context.Context, q workqueue, objs ...client.Object) {
+	namespace := objs[0].GetNamespace()
+	var selectors []labels.Selector
+	for _, obj := range objs {
+		np, ok := obj.(*networkingv1.NetworkPolicy)
+		if !ok {
+			continue
+		}
+		if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: ref.Name}})
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			sel = labels.Everything()
+		}
+		selectors = append(selectors, sel)
+	}
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := h.client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", namespace)
+		return
+	}
+	if len(list.Items) == 0 {
+		return
+	}
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := h.client.List(ctx, pods, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing pods", "namespace", namespace)
+		return
+	}
+	for _, wi := range list.Items {
+		target, err := labels.Parse(wi.Status.Target)
+		if err != nil || wi.Status.Target == "" {
+			target = labels.Everything() // not resolved yet, or all pods
+		}
+		if sharesPod(pods.Items, target, selectors) {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
+		}
+	}
+}
+
+// sharesPod reports whether some pod matches the target and one of the
+// policy selectors.
+func sharesPod(pods []metav1.PartialObjectMetadata, target labels.Selector, selectors []labels.Selector) bool {
+	for _, pod := range pods {
+		set := labels.Set(pod.Labels)
+		if !target.Matches(set) {
+			continue
+		}
+		for _, sel := range selectors {
+			if sel.Matches(set) {
+				return true
+			}
+		}
+	}
+	return false
 }

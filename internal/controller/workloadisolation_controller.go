@@ -140,8 +140,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 // analysis does not report a drift that was repaired a moment ago.
 func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
 	pods []analysis.Object, declared, written []networkingv1.NetworkPolicy) (*analysis.Report, error) {
+	// The lists below are only read: skip the cache's deep copies.
 	list := &networkingv1.NetworkPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(wi.Namespace)); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing NetworkPolicies: %w", err)
 	}
 	current := map[string]networkingv1.NetworkPolicy{}
@@ -153,7 +154,7 @@ func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolation
 	}
 	namespaces := &metav1.PartialObjectMetadataList{}
 	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, namespaces); err != nil {
+	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing namespaces: %w", err)
 	}
 	in := analysis.Input{
@@ -232,7 +233,7 @@ func (r *WorkloadIsolationReconciler) targetPods(ctx context.Context, namespace 
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+	if err := r.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
 	out := make([]analysis.Object, 0, len(pods.Items))
@@ -309,8 +310,10 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, a
 	return nil
 }
 
-// recordTransition emits an Event when Ready or Enforced changes status or
-// reason: Normal when it turns True, Warning otherwise.
+// recordTransition emits an Event when Ready, Isolated or Enforced changes
+// status or reason: Normal when it turns True, Warning otherwise. A
+// condition's first appearance is recorded only when it is False, so that
+// creating many healthy resources does not write as many Events.
 func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv1alpha1.WorkloadIsolation) {
 	if r.Recorder == nil {
 		return
@@ -318,7 +321,8 @@ func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv
 	for _, t := range []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionIsolated, isolationv1alpha1.ConditionEnforced} {
 		was := meta.FindStatusCondition(before.Status.Conditions, t)
 		now := meta.FindStatusCondition(after.Status.Conditions, t)
-		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
+		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) ||
+			(was == nil && now.Status != metav1.ConditionFalse) {
 			continue
 		}
 		key, state := string(after.UID)+"/"+t, string(now.Status)+"/"+now.Reason

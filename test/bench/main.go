@@ -63,12 +63,14 @@ type options struct {
 	parallel                int
 	qps                     int
 	workers                 int
+	cpuProfile              string
 }
 
 // Results is what a run measured; it is also the JSON output.
 type Results struct {
 	Namespaces, Pods, WorkloadIsolations int
 	OperatorConvergence                  time.Duration
+	ConvergenceWrites                    int64
 	BareClient                           time.Duration
 	Ratio                                float64
 	IdleWindow                           time.Duration
@@ -103,7 +105,8 @@ func main() {
 	flag.IntVar(&o.samples, "samples", 100, "Samples per latency measurement.")
 	flag.IntVar(&o.parallel, "parallel", 32, "Concurrent requests of the benchmark's own client.")
 	flag.IntVar(&o.qps, "operator-qps", 1000, "--kube-api-qps of the operator (its burst is twice that).")
-	flag.IntVar(&o.workers, "operator-workers", 8, "--max-concurrent-reconciles of the operator.")
+	flag.IntVar(&o.workers, "operator-workers", 16, "--max-concurrent-reconciles of the operator.")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "Write the operator's CPU profile during convergence to this file (go tool pprof).")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench FAILED: %v\n", err)
@@ -134,7 +137,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	metricsAddr, stop, err := startOperator(o, cp.Kubeconfig)
+	metricsAddr, pprofAddr, stop, err := startOperator(o, cp.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -157,14 +160,34 @@ func run(o options) error {
 	}
 
 	log("creating %d WorkloadIsolations and waiting until all are Ready", o.wis)
+	profiled := make(chan error, 1)
+	if o.cpuProfile != "" {
+		go func() { profiled <- cpuProfile(pprofAddr, o.cpuProfile) }()
+	}
+	writesBefore, err := operatorWrites(metricsAddr)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- waitAllReady(ctx, c, o.wis) }()
 	if err := parallel(o.wis, o.parallel, func(i int) error { return c.Create(ctx, isolation(i, o)) }); err != nil {
 		return err
 	}
-	if err := waitAllReady(ctx, c, o.wis); err != nil {
+	if err := <-done; err != nil {
 		return err
 	}
 	res.OperatorConvergence = time.Since(start)
+	writesAfter, err := operatorWrites(metricsAddr)
+	if err != nil {
+		return err
+	}
+	res.ConvergenceWrites = writesAfter - writesBefore
+	if o.cpuProfile != "" {
+		if err := <-profiled; err != nil {
+			return err
+		}
+	}
 	res.Ratio = res.OperatorConvergence.Seconds() / res.BareClient.Seconds()
 	if err := settleAndRecord(&res, metricsAddr, o.pods, o.wis); err != nil {
 		return err
@@ -202,13 +225,13 @@ func log(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func newClient(cfg *rest.Config, parallel int) (client.Client, error) {
+func newClient(cfg *rest.Config, parallel int) (client.WithWatch, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(parallel*100), parallel*200
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
-	return client.New(cfg, client.Options{Scheme: scheme})
+	return client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 }
 
 // parallel runs f(0..n-1) on `workers` goroutines and returns the first error.
@@ -345,26 +368,42 @@ func presets() preset.Catalog {
 	return c
 }
 
-func startOperator(o options, kubeconfig string) (string, func(), error) {
-	metrics, err := freeAddress()
+// cpuProfile records 10 seconds of the operator's CPU profile.
+func cpuProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=10")
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	probe, err := freeAddress()
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", nil, err
+		return err
 	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func startOperator(o options, kubeconfig string) (string, string, func(), error) {
+	var addrs [3]string
+	for i := range addrs {
+		a, err := freeAddress()
+		if err != nil {
+			return "", "", nil, err
+		}
+		addrs[i] = a
+	}
+	metrics, probe, pprof := addrs[0], addrs[1], addrs[2]
 	logPath := filepath.Join(os.TempDir(), "isolator-bench-manager.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	cmd := exec.Command(o.manager, "--kubeconfig="+kubeconfig, "--metrics-bind-address="+metrics, "--health-probe-bind-address="+probe,
+		"--pprof-bind-address="+pprof,
 		"--kube-api-qps="+strconv.Itoa(o.qps), "--kube-api-burst="+strconv.Itoa(2*o.qps),
 		"--max-concurrent-reconciles="+strconv.Itoa(o.workers), "--zap-log-level=error")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -381,10 +420,10 @@ func startOperator(o options, kubeconfig string) (string, func(), error) {
 	})
 	if err != nil {
 		stop()
-		return "", nil, fmt.Errorf("operator not ready (logs: %s): %w", logPath, err)
+		return "", "", nil, fmt.Errorf("operator not ready (logs: %s): %w", logPath, err)
 	}
 	log("operator %s running (logs: %s)", o.manager, logPath)
-	return metrics, stop, nil
+	return metrics, pprof, stop, nil
 }
 
 func freeAddress() (string, error) {
@@ -396,21 +435,46 @@ func freeAddress() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func waitAllReady(ctx context.Context, c client.Client, n int) error {
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list := &isolationv1alpha1.WorkloadIsolationList{}
-		if err := c.List(ctx, list); err != nil {
-			return false, err
-		}
-		ready := 0
-		for _, wi := range list.Items {
-			cond := meta.FindStatusCondition(wi.Status.Conditions, isolationv1alpha1.ConditionReady)
-			if cond != nil && cond.Status == metav1.ConditionTrue && wi.Status.ObservedGeneration == wi.Generation {
-				ready++
+// waitAllReady watches WorkloadIsolations until n are Ready for their
+// current generation. It watches rather than lists, so that waiting does not
+// load the API server the operator is measured against.
+// waitAllReady watches WorkloadIsolations until n are Ready for their
+// current generation. It watches rather than lists, so that waiting does not
+// load the API server the operator is measured against; a watch the server
+// closes is opened again (it starts with the current state).
+func waitAllReady(ctx context.Context, c client.WithWatch, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	ready := map[string]bool{}
+	count := func() int {
+		k := 0
+		for _, r := range ready {
+			if r {
+				k++
 			}
 		}
-		return ready == n, nil
-	})
+		return k
+	}
+	for ctx.Err() == nil {
+		w, err := c.Watch(ctx, &isolationv1alpha1.WorkloadIsolationList{})
+		if err != nil {
+			return err
+		}
+		for ev := range w.ResultChan() {
+			wi, ok := ev.Object.(*isolationv1alpha1.WorkloadIsolation)
+			if !ok {
+				continue // a bookmark or an error status: the watch ends
+			}
+			cond := meta.FindStatusCondition(wi.Status.Conditions, isolationv1alpha1.ConditionReady)
+			ready[wi.Namespace+"/"+wi.Name] = cond != nil && cond.Status == metav1.ConditionTrue && wi.Status.ObservedGeneration == wi.Generation
+			if count() == n {
+				w.Stop()
+				return nil
+			}
+		}
+		w.Stop()
+	}
+	return fmt.Errorf("only %d of %d WorkloadIsolations became Ready: %w", count(), n, ctx.Err())
 }
 
 // scrape reads the operator's Prometheus metrics and returns the sum of the
@@ -574,6 +638,7 @@ func printMarkdown(r Results) {
 	fmt.Printf("| Operator: create N and wait until all Ready | %s |\n", r.OperatorConvergence.Round(time.Millisecond))
 	fmt.Printf("| Bare client: same writes (create, 2 policies, 1 status each) | %s |\n", r.BareClient.Round(time.Millisecond))
 	fmt.Printf("| Ratio operator / bare | %.2f |\n", r.Ratio)
+	fmt.Printf("| Operator writes until converged (minimum: 3 per WorkloadIsolation) | %d |\n", r.ConvergenceWrites)
 	fmt.Printf("| Operator writes during %s idle | %d |\n", r.IdleWindow, r.IdleWrites)
 	fmt.Printf("| Rule edit → policy updated, p50 / p95 / p99 (%d samples) | %s / %s / %s |\n", r.EditLatency.Samples, ms(r.EditLatency.P50), ms(r.EditLatency.P95), ms(r.EditLatency.P99))
 	fmt.Printf("| Policy deleted → restored, p50 / p95 / p99 (%d samples) | %s / %s / %s |\n", r.RestoreLatency.Samples, ms(r.RestoreLatency.P50), ms(r.RestoreLatency.P95), ms(r.RestoreLatency.P99))
