@@ -62,8 +62,8 @@ func TestUpstreamScenarios(t *testing.T) {
 		rules:   []isolationv1alpha1.IngressRule{{Name: "b", From: []isolationv1alpha1.IngressPeer{{PodSelector: byPod("b")}}}},
 		allowed: []string{"local-ai/b 80", "local-ai/b 81"},
 	}, {
-		name:  "should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector",
-		rules: []isolationv1alpha1.IngressRule{{Name: "y", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: byNs("y")}}}},
+		name:    "should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector",
+		rules:   []isolationv1alpha1.IngressRule{{Name: "y", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: byNs("y")}}}},
 		allowed: []string{"y/a 80", "y/a 81", "y/b 80", "y/b 81", "y/c 80", "y/c 81"},
 	}, {
 		name:    "should enforce policy based on PodSelector and NamespaceSelector",
