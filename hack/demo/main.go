@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -85,11 +84,11 @@ func run(o options) error {
 
 	step("Starting the operator (%s)", o.manager)
 	logPath := filepath.Join(os.TempDir(), "isolator-demo-manager.log")
-	manager, err := startManager(ctx, o.manager, cp.Kubeconfig, logPath)
+	manager, err := localcp.StartOperator(ctx, o.manager, cp.Kubeconfig, logPath)
 	if err != nil {
 		return err
 	}
-	defer manager.stop()
+	defer manager.Stop()
 	fmt.Printf("    healthy; logs in %s\n", logPath)
 
 	c, err := newClient(cp.Config)
@@ -146,85 +145,6 @@ func run(o options) error {
 		<-ctx.Done()
 	}
 	return nil
-}
-
-type managerProcess struct {
-	cmd *exec.Cmd
-	// exited is closed when the process has exited; err is then its result.
-	exited chan struct{}
-	err    error
-}
-
-func (m *managerProcess) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
-}
-
-func startManager(ctx context.Context, bin, kubeconfig, logPath string) (*managerProcess, error) {
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("operator binary %s not found: build it with `make build`", bin)
-	}
-	probe, err := freeAddress()
-	if err != nil {
-		return nil, err
-	}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address="+probe)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the operator: %w", err)
-	}
-	m := &managerProcess{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		m.err = cmd.Wait()
-		_ = logFile.Close()
-		close(m.exited)
-	}()
-
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-m.exited:
-			return false, fmt.Errorf("the operator exited (logs: %s): %w", logPath, m.err)
-		default:
-		}
-		return ready(ctx, "http://"+probe+"/readyz"), nil
-	})
-	if err != nil {
-		m.stop()
-		return nil, fmt.Errorf("waiting for the operator to become ready: %w", err)
-	}
-	return m, nil
-}
-
-// ready reports whether url answers 200; a refused connection is "not yet".
-func ready(ctx context.Context, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 func newClient(cfg *rest.Config) (client.Client, error) {

@@ -23,17 +23,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,11 +134,16 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	metricsAddr, pprofAddr, stop, err := startOperator(o, cp.Kubeconfig)
+	logPath := filepath.Join(os.TempDir(), "isolator-bench-manager.log")
+	operator, err := localcp.StartOperator(ctx, o.manager, cp.Kubeconfig, logPath,
+		"--kube-api-qps="+strconv.Itoa(o.qps), "--kube-api-burst="+strconv.Itoa(2*o.qps),
+		"--max-concurrent-reconciles="+strconv.Itoa(o.workers), "--zap-log-level=error")
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer operator.Stop()
+	log("operator %s running (logs: %s)", o.manager, logPath)
+	metricsAddr, pprofAddr := operator.MetricsAddr, operator.PprofAddr
 
 	small := o.pods / 10
 	log("creating %d namespaces and %d pods", o.namespaces, small)
@@ -382,66 +384,6 @@ func cpuProfile(addr, path string) error {
 	return os.WriteFile(path, data, 0o644)
 }
 
-func startOperator(o options, kubeconfig string) (string, string, func(), error) {
-	var addrs [3]string
-	for i := range addrs {
-		a, err := freeAddress()
-		if err != nil {
-			return "", "", nil, err
-		}
-		addrs[i] = a
-	}
-	metrics, probe, pprof := addrs[0], addrs[1], addrs[2]
-	logPath := filepath.Join(os.TempDir(), "isolator-bench-manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return "", "", nil, err
-	}
-	cmd := exec.Command(o.manager, "--kubeconfig="+kubeconfig, "--metrics-bind-address="+metrics, "--health-probe-bind-address="+probe,
-		"--pprof-bind-address="+pprof,
-		"--kube-api-qps="+strconv.Itoa(o.qps), "--kube-api-burst="+strconv.Itoa(2*o.qps),
-		"--max-concurrent-reconciles="+strconv.Itoa(o.workers), "--zap-log-level=error")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return "", "", nil, err
-	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		_ = logFile.Close()
-	}
-	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err != nil {
-			return false, nil //nolint:nilerr // not listening yet
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		stop()
-		return "", "", nil, fmt.Errorf("operator not ready (logs: %s): %w", logPath, err)
-	}
-	log("operator %s running (logs: %s)", o.manager, logPath)
-	return metrics, pprof, stop, nil
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
-}
-
-// waitAllReady watches WorkloadIsolations until n are Ready for their
-// current generation. It watches rather than lists, so that waiting does not
-// load the API server the operator is measured against.
-// waitAllReady watches WorkloadIsolations until n are Ready for their
-// current generation. It watches rather than lists, so that waiting does not
-// load the API server the operator is measured against; a watch the server
-// closes is opened again (it starts with the current state).
 func waitAllReady(ctx context.Context, c client.WithWatch, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
