@@ -1,0 +1,350 @@
+// Package helm tests the Helm chart, the kustomize install and the KKP
+// catalog entry: helm lint and template, values-schema rejections, pod
+// hardening, a real install, upgrade and uninstall into the local control
+// plane, the operator running with exactly the chart's RBAC, and KKP's own
+// CRDs validating the catalog entry. It is its own module so that the
+// operator's module does not depend on the Helm SDK.
+package helm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	chartDir  = "../../charts/isolator"
+	release   = "isolator"
+	namespace = "isolator-system"
+)
+
+func loadChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	c, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// render is `helm template`: a client-only dry-run install.
+func render(t *testing.T, values map[string]any) (string, error) {
+	t.Helper()
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRun, install.ClientOnly, install.Replace = true, true, true
+	install.ReleaseName, install.Namespace = release, namespace
+	install.IncludeCRDs = true
+	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+	rel, err := install.Run(loadChart(t), values)
+	if err != nil {
+		return "", err
+	}
+	return rel.Manifest, nil
+}
+
+func objects(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetKind()+"/"+o.GetName())
+	}
+	return out
+}
+
+func values(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	v := map[string]any{}
+	if err := yaml.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestLint(t *testing.T) {
+	for name, vals := range map[string]map[string]any{
+		"defaults":     nil,
+		"every option": values(t, allOptions),
+	} {
+		lint := action.NewLint()
+		lint.Strict = true
+		lint.Namespace = namespace
+		result := lint.Run([]string{chartDir}, vals)
+		for _, msg := range result.Messages {
+			if msg.Severity > 1 { // above INFO
+				t.Errorf("%s: %s", name, msg)
+			}
+		}
+		if len(result.Errors) > 0 {
+			t.Errorf("%s: lint errors: %v", name, result.Errors)
+		}
+	}
+}
+
+const allOptions = `
+replicas: 2
+leaderElection: {enabled: true}
+image: {repository: registry.example/isolator, tag: v0.1.0, pullPolicy: Always}
+imagePullSecrets: [{name: regcred}]
+logLevel: debug
+kubeAPI: {qps: 100, burst: 200}
+maxConcurrentReconciles: 16
+watchNamespaces: [local-ai, team-a]
+cni: {name: cilium, enforcesNetworkPolicy: true, l7Policy: true}
+presets:
+- name: monitoring
+  from:
+  - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
+    podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}
+metrics: {enabled: true, port: 9090, serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}}
+podDisruptionBudget: {enabled: true, minAvailable: 1}
+nodeSelector: {kubernetes.io/os: linux}
+tolerations: [{key: dedicated, operator: Equal, value: system, effect: NoSchedule}]
+priorityClassName: system-cluster-critical
+`
+
+func TestTemplateDefaults(t *testing.T) {
+	manifest, err := render(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(kinds(objects(t, manifest)), " ")
+	for _, want := range []string{
+		"CustomResourceDefinition/workloadisolations.isolation.isolator.dev",
+		"ServiceAccount/isolator", "ConfigMap/isolator-config",
+		"ClusterRole/isolator-manager", "ClusterRoleBinding/isolator-manager",
+		"Role/isolator-leader-election", "RoleBinding/isolator-leader-election",
+		"ClusterRole/isolator-editor", "ClusterRole/isolator-viewer",
+		"Service/isolator-metrics", "Deployment/isolator", "NetworkPolicy/isolator",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("default render lacks %s; has %s", want, got)
+		}
+	}
+	for _, absent := range []string{"ServiceMonitor/", "PodDisruptionBudget/"} {
+		if strings.Contains(got, absent) {
+			t.Errorf("%s must be off by default", absent)
+		}
+	}
+}
+
+func TestTemplateEveryOption(t *testing.T) {
+	manifest, err := render(t, values(t, allOptions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := objects(t, manifest)
+	got := strings.Join(kinds(objs), " ")
+	for _, want := range []string{"ServiceMonitor/isolator", "PodDisruptionBudget/isolator"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("render lacks %s", want)
+		}
+	}
+	deploy := deployment(t, objs)
+	args := strings.Join(deploy.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:9090", "--zap-log-level=debug",
+		"--kube-api-qps=100", "--kube-api-burst=200", "--max-concurrent-reconciles=16", "--watch-namespaces=local-ai,team-a"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	if *deploy.Spec.Replicas != 2 || deploy.Spec.Template.Spec.Containers[0].Image != "registry.example/isolator:v0.1.0" {
+		t.Errorf("replicas/image not rendered: %d %s", *deploy.Spec.Replicas, deploy.Spec.Template.Spec.Containers[0].Image)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" {
+			cfg, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+			for _, want := range []string{"name: monitoring", "cni:", "enforcesNetworkPolicy: true"} {
+				if !strings.Contains(cfg, want) {
+					t.Errorf("operator configuration lacks %q:\n%s", want, cfg)
+				}
+			}
+		}
+	}
+}
+
+func deployment(t *testing.T, objs []*unstructured.Unstructured) *appsv1.Deployment {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			d := &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, d); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+	}
+	t.Fatal("no Deployment rendered")
+	return nil
+}
+
+// TestPodIsHardened checks the rendered pod against the Pod Security
+// "restricted" level with the Kubernetes pod-security-admission library, and
+// the hardening the README promises.
+func TestPodIsHardened(t *testing.T) {
+	manifest, err := render(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHardened(t, deployment(t, objects(t, manifest)))
+}
+
+func checkHardened(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := d.Spec.Template
+	for _, r := range evaluator.EvaluatePod(psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}, &pod.ObjectMeta, &pod.Spec) {
+		if !r.Allowed {
+			t.Errorf("Pod Security restricted: %s: %s", r.ForbiddenReason, r.ForbiddenDetail)
+		}
+	}
+	c := pod.Spec.Containers[0]
+	sc := c.SecurityContext
+	switch {
+	case pod.Spec.SecurityContext == nil || pod.Spec.SecurityContext.RunAsNonRoot == nil || !*pod.Spec.SecurityContext.RunAsNonRoot:
+		t.Error("the pod must run as non-root")
+	case sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("the root filesystem must be read-only")
+	case sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) > 0:
+		t.Error("all capabilities must be dropped")
+	case pod.Spec.SecurityContext.SeccompProfile == nil || pod.Spec.SecurityContext.SeccompProfile.Type != "RuntimeDefault":
+		t.Error("seccomp must be RuntimeDefault")
+	}
+}
+
+func TestValuesSchemaRejectsBadValues(t *testing.T) {
+	tests := []struct{ name, values, want string }{
+		{"unknown top-level key", "replica: 2\n", "additional properties 'replica' not allowed"},
+		{"replicas below 1", "replicas: 0\n", "replicas"},
+		{"log level", "logLevel: verbose\n", "logLevel"},
+		{"pull policy", "image: {repository: x, pullPolicy: Sometimes}\n", "pullPolicy"},
+		{"metrics port", "metrics: {port: 70000}\n", "port"},
+		{"watch namespace name", "watchNamespaces: [Local_AI]\n", "watchNamespaces"},
+		{"preset without sources", "presets: [{name: monitoring}]\n", "from"},
+		{"cni enforcement without a name", "cni: {enforcesNetworkPolicy: true}\n", "name"},
+		{"typo in cni", "cni: {name: cilium, enforces: true}\n", "enforces"},
+		{"workers", "maxConcurrentReconciles: 0\n", "maxConcurrentReconciles"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, values(t, tt.values))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+	_, err := render(t, values(t, "replicas: 2\nleaderElection: {enabled: false}\n"))
+	if err == nil || !strings.Contains(err.Error(), "replicas > 1 needs leaderElection.enabled=true") {
+		t.Fatalf("two replicas without leader election must fail clearly, got %v", err)
+	}
+}
+
+// TestChartIsInSyncWithControllerGen fails when the chart's CRDs or manager
+// rules differ from controller-gen's output in config/ (run `make manifests`).
+func TestChartIsInSyncWithControllerGen(t *testing.T) {
+	crds, err := filepath.Glob("../../config/crd/bases/*.yaml")
+	if err != nil || len(crds) == 0 {
+		t.Fatalf("no generated CRDs: %v", err)
+	}
+	for _, generated := range crds {
+		want, _ := os.ReadFile(generated)
+		got, err := os.ReadFile(filepath.Join(chartDir, "crds", filepath.Base(generated)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("charts/isolator/crds/%s differs from %s: run `make manifests`", filepath.Base(generated), generated)
+		}
+	}
+	role, err := os.ReadFile("../../config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generated struct {
+		Rules []map[string]any `json:"rules"`
+	}
+	if err := yaml.Unmarshal(role, &generated); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(chartDir, "files", "manager-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chartRules []map[string]any
+	if err := yaml.Unmarshal(data, &chartRules); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := yaml.Marshal(generated.Rules)
+	b, _ := yaml.Marshal(chartRules)
+	if !bytes.Equal(a, b) {
+		t.Errorf("charts/isolator/files/manager-rules.yaml differs from config/rbac/role.yaml: run `make manifests`")
+	}
+	for _, rule := range chartRules {
+		for _, r := range rule["resources"].([]any) {
+			if r == "secrets" || r == "*" {
+				t.Errorf("the manager must not be granted %q", r)
+			}
+		}
+		for _, v := range rule["verbs"].([]any) {
+			if v == "*" {
+				t.Error("the manager must not be granted wildcard verbs")
+			}
+		}
+	}
+}
+
+// TestKKPDefaultValuesAreValid renders the chart with the catalog entry's
+// defaultValuesBlock, so the values KKP passes pass the chart's schema.
+func TestKKPDefaultValuesAreValid(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/kkp/applicationdefinition.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := map[string]any{}
+	if err := yaml.Unmarshal(data, &def); err != nil {
+		t.Fatal(err)
+	}
+	block, _, _ := unstructured.NestedString(def, "spec", "defaultValuesBlock")
+	if block == "" {
+		t.Fatal("the ApplicationDefinition has no defaultValuesBlock")
+	}
+	if _, err := render(t, values(t, block)); err != nil {
+		t.Fatalf("the catalog's default values do not render: %v", err)
+	}
+	version, _, _ := unstructured.NestedString(def, "spec", "defaultVersion")
+	if c := loadChart(t); c.Metadata.Version != version {
+		t.Errorf("catalog defaultVersion %s differs from the chart version %s", version, c.Metadata.Version)
+	}
+}
