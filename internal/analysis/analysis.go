@@ -125,7 +125,31 @@ func Analyze(in Input) Report {
 		}
 	}
 	sort.Slice(report.Exposures, func(i, j int) bool { return report.Exposures[i].Policy < report.Exposures[j].Policy })
+	if open := unselected(in); open > 0 {
+		// No ingress policy selects these pods, so nothing restricts them
+		// (in Audit mode, before the generated policies are written).
+		report.Exposures = append(report.Exposures, Exposure{
+			Policy: Unselected, Widens: true,
+			Summary: fmt.Sprintf("%d target pods are selected by no NetworkPolicy: all sources, all ports", open),
+		})
+	}
 	return report
+}
+
+// Unselected is the Exposure.Policy of target pods no ingress policy selects.
+const Unselected = "(none)"
+
+// unselected counts the target pods no ingress policy selects.
+func unselected(in Input) int {
+	open := 0
+	for _, pod := range in.TargetPods {
+		if !slices.ContainsFunc(in.Policies, func(p networkingv1.NetworkPolicy) bool {
+			return hasIngress(&p) && selectsAny(&p, []Object{pod})
+		}) {
+			open++
+		}
+	}
+	return open
 }
 
 func other(owner, self string) string {

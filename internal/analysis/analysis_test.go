@@ -350,6 +350,16 @@ func TestAnalyzeNamesOwners(t *testing.T) {
 	}
 }
 
+func TestAnalyzeReportsPodsNoPolicySelects(t *testing.T) {
+	in := input(t, seed, "")
+	in.Policies = nil // Audit mode: nothing written yet
+	r := analysis.Analyze(in)
+	if len(r.Exposures) != 1 || r.Exposures[0].Policy != analysis.Unselected ||
+		r.Exposures[0].Summary != "1 target pods are selected by no NetworkPolicy: all sources, all ports" || !r.Widened() {
+		t.Fatalf("want the unselected pod reported, got %+v", r.Exposures)
+	}
+}
+
 func TestAnalyzeWithoutPods(t *testing.T) {
 	in := input(t, seed, `
 - metadata: {name: open}

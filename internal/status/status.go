@@ -93,6 +93,8 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 			})
 		}
 		switch {
+		case e.Widens && e.Policy == analysis.Unselected:
+			widening = append(widening, "no policy at all for some target pods")
 		case e.Widens:
 			widening = append(widening, e.Policy)
 		case !slices.Contains(shared, e.WorkloadIsolation):
