@@ -3,6 +3,8 @@
 # Tool versions, installed from the Go module proxy into ./bin.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# Test-only NetworkPolicy dataplane for the real-traffic e2e suite (never shipped).
+KUBE_ROUTER_VERSION ?= v2.1.0
 
 # Local control plane (kube-apiserver + etcd) for envtest and the demo.
 ENVTEST_K8S_VERSION ?= 1.37.2
@@ -17,6 +19,7 @@ SETUP_ENVTEST = ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+KUBE_ROUTER ?= $(LOCALBIN)/kube-router-$(KUBE_ROUTER_VERSION)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -45,6 +48,11 @@ test: envtest ## Run all unit, envtest, oracle and chart suites (vet and format 
 		go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
 	cd test/oracle && go test ./... -count=1 -timeout 20m -v -run . $(TEST_FLAGS) | grep -E '^(--- |ok|FAIL|PASS|oracle|panic)|_test.go'
 	cd test/helm && KUBEBUILDER_ASSETS="$$(cd ../.. && $(SETUP_ENVTEST))" go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
+
+.PHONY: e2e
+e2e: envtest build kube-router ## Real-traffic e2e: kube-router's firewall, network namespaces, real TCP (root).
+	cd test/e2e && KUBEBUILDER_ASSETS="$$(cd ../.. && $(SETUP_ENVTEST))" KUBE_ROUTER=$(KUBE_ROUTER) MANAGER=$(LOCALBIN)/manager \
+		go test ./... -count=1 -v -timeout 10m $(TEST_FLAGS)
 
 .PHONY: test-oracle
 test-oracle: ## Run the oracle property tests alone (ORACLE_SEED, ORACLE_CASES to vary them).
@@ -97,6 +105,7 @@ vet: ## Run go vet (the operator module and the oracle module).
 	go vet ./...
 	cd test/oracle && go vet ./...
 	cd test/helm && go vet ./...
+	cd test/e2e && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml).
@@ -135,6 +144,13 @@ $(LOCALBIN):
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: kube-router
+kube-router: $(KUBE_ROUTER)
+$(KUBE_ROUTER): | $(LOCALBIN)
+	@echo "building kube-router $(KUBE_ROUTER_VERSION) (test-only dataplane; about 4 minutes the first time)"
+	GOBIN=$(LOCALBIN)/kube-router-build CGO_ENABLED=0 go install github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$(KUBE_ROUTER_VERSION)
+	mv $(LOCALBIN)/kube-router-build/kube-router $(KUBE_ROUTER) && rmdir $(LOCALBIN)/kube-router-build
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT)
