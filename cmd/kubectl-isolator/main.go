@@ -16,7 +16,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -123,12 +122,7 @@ func explain(ctx context.Context, c client.Reader, namespace, name string, w io.
 			in.Declared = append(in.Declared, p)
 		}
 	}
-	in.OwnerOf = func(np *networkingv1.NetworkPolicy) string {
-		if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
-			return ref.Name
-		}
-		return ""
-	}
+	in.OwnerOf = analysis.ControllingIsolation
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "WorkloadIsolation %s/%s: target %s, %d pods\n\n", namespace, name, wi.Status.Target, len(in.TargetPods))

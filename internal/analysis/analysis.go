@@ -62,6 +62,15 @@ type Input struct {
 	Self string
 }
 
+// ControllingIsolation is an Input.OwnerOf for policies in the cluster: the
+// WorkloadIsolation named by the policy's controller owner reference.
+func ControllingIsolation(np *networkingv1.NetworkPolicy) string {
+	if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
+		return ref.Name
+	}
+	return ""
+}
+
 // Exposure is one policy that widens the isolation.
 type Exposure struct {
 	// Policy is the NetworkPolicy's name.

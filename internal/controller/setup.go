@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/analysis"
 )
 
 // workloadRefIndex indexes WorkloadIsolations by "<Kind>/<name>" of their
@@ -258,8 +259,8 @@ func (h policyHandler) enqueue(ctx context.Context, q workqueue, objs ...client.
 		if !ok {
 			continue
 		}
-		if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: ref.Name}})
+		if owner := analysis.ControllingIsolation(np); owner != "" {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: owner}})
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 		if err != nil {

@@ -159,12 +159,7 @@ func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolation
 	}
 	in := analysis.Input{
 		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
-		OwnerOf: func(np *networkingv1.NetworkPolicy) string {
-			if ref := metav1.GetControllerOf(np); ref != nil && ref.Kind == "WorkloadIsolation" {
-				return ref.Name
-			}
-			return ""
-		},
+		OwnerOf: analysis.ControllingIsolation,
 	}
 	for _, np := range current {
 		in.Policies = append(in.Policies, np)
