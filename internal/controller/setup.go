@@ -8,9 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
-	clientworkqueue "k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -22,14 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
-	"github.com/isolator-dev/isolator/internal/analysis"
 )
 
 // workloadRefIndex indexes WorkloadIsolations by "<Kind>/<name>" of their
 // spec.target.workloadRef.
 const workloadRefIndex = "spec.target.workloadRef"
-
-type workqueue = clientworkqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // CacheOptions restricts the manager's cache to what the reconciler needs, so
 // memory stays small on large clusters: workloads are stripped down to their
@@ -165,147 +159,4 @@ func keepSelectorOnly(in any) (any, error) {
 		return &appsv1.DaemonSet{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta), Spec: appsv1.DaemonSetSpec{Selector: w.Spec.Selector}}, nil
 	}
 	return in, nil
-}
-
-// podHandler enqueues the WorkloadIsolations whose resolved target selects a
-// pod, before or after a change, so status.selectedPods follows pods coming,
-// going and changing labels. Pod updates that keep the labels are ignored.
-type podHandler struct {
-	client client.Reader
-}
-
-var _ handler.EventHandler = podHandler{}
-
-func (h podHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue) {
-	h.enqueue(ctx, q, e.Object)
-}
-
-func (h podHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue) {
-	if labels.Equals(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
-		return
-	}
-	h.enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
-}
-
-func (h podHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue) {
-	h.enqueue(ctx, q, e.Object)
-}
-
-func (h podHandler) Generic(context.Context, event.GenericEvent, workqueue) {}
-
-func (h podHandler) enqueue(ctx context.Context, q workqueue, pods ...client.Object) {
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := h.client.List(ctx, list, client.InNamespace(pods[0].GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations for pod", "pod", pods[0].GetName())
-		return
-	}
-	for _, req := range requests(list.Items, func(wi isolationv1alpha1.WorkloadIsolation) bool {
-		selector, err := labels.Parse(wi.Status.Target)
-		if err != nil || wi.Status.Target == "" {
-			return true // not resolved yet: let the reconciler decide
-		}
-		for _, pod := range pods {
-			if selector.Matches(labels.Set(pod.GetLabels())) {
-				return true
-			}
-		}
-		return false
-	}) {
-		q.Add(req)
-	}
-}
-
-func requests(items []isolationv1alpha1.WorkloadIsolation, keep func(isolationv1alpha1.WorkloadIsolation) bool) []reconcile.Request {
-	var out []reconcile.Request
-	for _, wi := range items {
-		if keep(wi) {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
-		}
-	}
-	return out
-}
-
-// policyHandler enqueues, for a NetworkPolicy event, the WorkloadIsolation
-// that controls the policy and those whose target pods the policy selects
-// (before or after the change). Other isolations of the namespace cannot be
-// affected: a policy only admits traffic to the pods it selects.
-type policyHandler struct {
-	client client.Reader
-}
-
-var _ handler.EventHandler = policyHandler{}
-
-func (h policyHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue) {
-	h.enqueue(ctx, q, e.Object)
-}
-
-func (h policyHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue) {
-	h.enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
-}
-
-func (h policyHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue) {
-	h.enqueue(ctx, q, e.Object)
-}
-
-func (h policyHandler) Generic(ctx context.Context, e event.GenericEvent, q workqueue) {
-	h.enqueue(ctx, q, e.Object)
-}
-
-func (h policyHandler) enqueue(ctx context.Context, q workqueue, objs ...client.Object) {
-	namespace := objs[0].GetNamespace()
-	var selectors []labels.Selector
-	for _, obj := range objs {
-		np, ok := obj.(*networkingv1.NetworkPolicy)
-		if !ok {
-			continue
-		}
-		if owner := analysis.ControllingIsolation(np); owner != "" {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: owner}})
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-		if err != nil {
-			sel = labels.Everything()
-		}
-		selectors = append(selectors, sel)
-	}
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := h.client.List(ctx, list, client.InNamespace(namespace)); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", namespace)
-		return
-	}
-	if len(list.Items) == 0 {
-		return
-	}
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := h.client.List(ctx, pods, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing pods", "namespace", namespace)
-		return
-	}
-	for _, wi := range list.Items {
-		target, err := labels.Parse(wi.Status.Target)
-		if err != nil || wi.Status.Target == "" {
-			target = labels.Everything() // not resolved yet, or all pods
-		}
-		if sharesPod(pods.Items, target, selectors) {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
-		}
-	}
-}
-
-// sharesPod reports whether some pod matches the target and one of the
-// policy selectors.
-func sharesPod(pods []metav1.PartialObjectMetadata, target labels.Selector, selectors []labels.Selector) bool {
-	for _, pod := range pods {
-		set := labels.Set(pod.Labels)
-		if !target.Matches(set) {
-			continue
-		}
-		for _, sel := range selectors {
-			if sel.Matches(set) {
-				return true
-			}
-		}
-	}
-	return false
 }
