@@ -10,9 +10,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/config"
 	"github.com/isolator-dev/isolator/internal/controller"
 	"github.com/isolator-dev/isolator/internal/localcp"
@@ -49,7 +45,7 @@ var (
 	// testDetector is the running manager's CNI detector.
 	testDetector *controller.CNIDetector
 	cancel       context.CancelFunc
-	scheme       = runtime.NewScheme()
+	scheme       = localcp.Scheme()
 )
 
 func TestController(t *testing.T) {
@@ -59,9 +55,6 @@ func TestController(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
-
 	var err error
 	controlPlane, err = localcp.Start(localcp.Options{
 		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},

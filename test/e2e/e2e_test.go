@@ -22,10 +22,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -69,10 +66,7 @@ func TestWalkthrough(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cp.Stop() })
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	c, err := client.New(cp.Config, client.Options{Scheme: localcp.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
