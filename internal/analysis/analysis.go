@@ -9,20 +9,38 @@
 // is proven to admit nothing beyond a declared rule. Where a proof is out of
 // reach it is conservative and reports the policy (a false positive, never a
 // false negative):
-//   - label selectors are compared by their requirements (a selector is
-//     inside another when its requirements imply the other's), not by the
-//     pods that happen to exist, so two differently written selectors that
-//     select the same pods may be reported;
+//   - label selectors, of pods and of namespaces alike, are compared by their
+//     requirements (a selector is inside another when its requirements imply
+//     the other's), not by the pods or namespaces that happen to exist, so
+//     two differently written selectors that select the same objects may be
+//     reported. Namespace selectors use one fact the API server guarantees:
+//     every namespace carries kubernetes.io/metadata.name set to its own
+//     name, so a peer without namespaceSelector (the policy's own namespace)
+//     is the selector kubernetes.io/metadata.name=<namespace>;
 //   - named ports are only inside the same named port or a port-less rule,
 //     never inside a numeric range (the name could resolve to any number);
 //   - an ipBlock is only inside a declared ipBlock, never inside a selector,
 //     and a selector never inside an ipBlock (whether pod IPs match ipBlocks
 //     depends on the CNI);
-//   - a policy without the Ingress policy type, or selecting none of the
-//     current target pods, admits nothing to them and is not reported.
+//   - spec.ingress is read whatever spec.policyTypes says: Cilium and the
+//     AWS network policy agent enforce the ingress rules of a policy whose
+//     policyTypes omit Ingress, so such rules can open the target. A policy
+//     isolates pods for ingress (counts as selecting them) only when its
+//     policyTypes include Ingress, as the API defines; the pods a policy
+//     without Ingress type selects are not thereby isolated.
 //
-// Namespace selectors are evaluated against the namespaces that exist now;
-// namespaces created or relabelled later are re-analysed by the controller.
+// Because namespace selectors are compared by their requirements, a policy
+// that admits namespaces which do not exist yet is reported too: it is a
+// standing grant that opens the workload the moment such a namespace is
+// created or labelled. Every widening says whether it is open now (some
+// existing namespace it admits is not admitted by the declared rules, or it
+// admits addresses or every source) or latent (it admits no existing source
+// beyond the declared ones). Both widen the isolation.
+//
+// The work is bounded: selectors, ports and namespace matches are computed
+// once per distinct selector, so an analysis is near-linear in its inputs,
+// and Input.Budget caps the evaluation steps. An analysis that runs out of
+// budget says so in Report.Incomplete and is never reported as isolated.
 package analysis
 
 import (
@@ -33,7 +51,6 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Object is the name and labels of a pod or namespace.
@@ -42,13 +59,22 @@ type Object struct {
 	Labels map[string]string
 }
 
+// DefaultBudget is the evaluation steps an analysis may take when
+// Input.Budget is 0. A WorkloadIsolation at the CRD's maximum sizes (32
+// rules of 32 sources and 32 ports), in a namespace that also holds three
+// more of them and a hundred other policies, in a cluster of a hundred
+// namespaces, takes about 170,000 steps (see BenchmarkAnalyzeMaxSize), so
+// the default leaves room for about ten times that.
+const DefaultBudget = 2_000_000
+
 // Input is what Analyze needs.
 type Input struct {
 	// Namespace of the WorkloadIsolation, its target pods and Policies.
 	Namespace string
 	// TargetPods are the pods the target selects now.
 	TargetPods []Object
-	// Namespaces are all namespaces of the cluster, with their labels.
+	// Namespaces are all namespaces of the cluster, with their labels. They
+	// decide only whether a widening is open now or latent.
 	Namespaces []Object
 	// Policies are all NetworkPolicies of Namespace, as in the cluster.
 	Policies []networkingv1.NetworkPolicy
@@ -60,6 +86,10 @@ type Input struct {
 	OwnerOf func(*networkingv1.NetworkPolicy) string
 	// Self is the name of the WorkloadIsolation analysed.
 	Self string
+	// Budget is the most evaluation steps (one selector requirement, port
+	// or label match each) the analysis may take; 0 means DefaultBudget.
+	// When it runs out the report is Incomplete.
+	Budget int
 }
 
 // ControllingIsolation is an Input.OwnerOf for policies in the cluster: the
@@ -73,7 +103,8 @@ func ControllingIsolation(np *networkingv1.NetworkPolicy) string {
 
 // Exposure is one policy that widens the isolation.
 type Exposure struct {
-	// Policy is the NetworkPolicy's name.
+	// Policy is the NetworkPolicy's name, Unselected for target pods no
+	// policy isolates, or Incomplete when the analysis ran out of budget.
 	Policy string
 	// WorkloadIsolation names another WorkloadIsolation that generated the
 	// policy, if one did.
@@ -81,33 +112,66 @@ type Exposure struct {
 	// Summary says in a line what the policy opens.
 	Summary string
 	// Widens is false for a policy of another WorkloadIsolation that
-	// selects the same pods without admitting more.
+	// selects the same pods without admitting more. It is true for open and
+	// latent widenings alike.
 	Widens bool
+	// Latent is true for a widening that admits no source that exists now
+	// beyond the declared ones: it admits only namespaces that do not exist
+	// yet (or do not carry the labels yet), and opens the target as soon as
+	// one does. False for a widening that is open now.
+	Latent bool
 }
 
 // Report is the result of Analyze.
 type Report struct {
 	// Exposures lists, in policy name order, the policies that widen the
-	// isolation or belong to another WorkloadIsolation selecting the same pods.
+	// isolation or belong to another WorkloadIsolation selecting the same
+	// pods; then the Unselected and Incomplete entries, if any.
 	Exposures []Exposure
+	// Incomplete, when not empty, says why the analysis stopped before it
+	// had examined every policy (Input.Budget ran out). An incomplete report
+	// proves nothing: callers must treat it as not isolated (fail closed).
+	// Isolated returns false and Widened true for it, and Exposures ends
+	// with an entry whose Policy is Incomplete.
+	Incomplete string
+	// Steps is how many evaluation steps the analysis took (see
+	// Input.Budget).
+	Steps int
 }
 
-// Isolated reports whether no exposure was found.
-func (r Report) Isolated() bool { return len(r.Exposures) == 0 }
+// Isolated reports whether the analysis was complete and found no exposure.
+func (r Report) Isolated() bool { return len(r.Exposures) == 0 && r.Incomplete == "" }
 
-// Widened reports whether some policy admits more than declared.
+// Widened reports whether some policy admits more than declared, now or
+// latently, or whether the analysis could not tell (Incomplete).
 func (r Report) Widened() bool {
-	return slices.ContainsFunc(r.Exposures, func(e Exposure) bool { return e.Widens })
+	return r.Incomplete != "" || slices.ContainsFunc(r.Exposures, func(e Exposure) bool { return e.Widens })
 }
+
+// Unselected is the Exposure.Policy of target pods no ingress policy selects.
+const Unselected = "(none)"
+
+// Incomplete is the Exposure.Policy that stands for the policies an
+// incomplete analysis did not examine.
+const Incomplete = "(incomplete)"
+
+// latentNote ends the summary of a latent widening.
+const latentNote = " (latent: admits no existing namespace beyond the declared ones, but any namespace created or labelled to match)"
 
 // Analyze reports the policies that admit ingress to the target pods beyond
 // the declared sources and ports.
 func Analyze(in Input) Report {
-	declared := declaredRules(in.Declared)
+	a := newAnalyzer(in)
 	var report Report
 	for i := range in.Policies {
 		p := &in.Policies[i]
-		if !hasIngress(p) || !selectsAny(p, in.TargetPods) {
+		if a.exhausted() {
+			break
+		}
+		if !isolatesIngress(p) && len(p.Spec.Ingress) == 0 {
+			continue
+		}
+		if a.targetPodsSelected(i) == 0 {
 			continue
 		}
 		owner := ""
@@ -115,15 +179,27 @@ func Analyze(in Input) Report {
 			owner = in.OwnerOf(p)
 		}
 		var open []string
+		latent := true
 		for _, rule := range p.Spec.Ingress {
-			if !ruleCovered(rule, p.Namespace, declared, in.Namespaces) {
-				open = append(open, describeRule(rule, p.Namespace))
+			v := a.ruleVerdict(rule, p.Namespace)
+			if v.covered {
+				continue
 			}
+			text := describeRule(rule, p.Namespace)
+			if v.latent {
+				text += latentNote
+			} else {
+				latent = false
+			}
+			open = append(open, text)
+		}
+		if a.exhausted() {
+			break // the verdicts of this policy are not reliable
 		}
 		switch {
 		case len(open) > 0:
 			report.Exposures = append(report.Exposures, Exposure{
-				Policy: p.Name, WorkloadIsolation: other(owner, in.Self), Widens: true,
+				Policy: p.Name, WorkloadIsolation: other(owner, in.Self), Widens: true, Latent: latent,
 				Summary: p.Name + ": " + strings.Join(open, "; "),
 			})
 		case owner != "" && owner != in.Self:
@@ -134,31 +210,22 @@ func Analyze(in Input) Report {
 		}
 	}
 	sort.Slice(report.Exposures, func(i, j int) bool { return report.Exposures[i].Policy < report.Exposures[j].Policy })
-	if open := unselected(in); open > 0 {
-		// No ingress policy selects these pods, so nothing restricts them
-		// (in Audit mode, before the generated policies are written).
-		report.Exposures = append(report.Exposures, Exposure{
-			Policy: Unselected, Widens: true,
-			Summary: fmt.Sprintf("%d target pods are selected by no NetworkPolicy: all sources, all ports", open),
-		})
-	}
-	return report
-}
-
-// Unselected is the Exposure.Policy of target pods no ingress policy selects.
-const Unselected = "(none)"
-
-// unselected counts the target pods no ingress policy selects.
-func unselected(in Input) int {
-	open := 0
-	for _, pod := range in.TargetPods {
-		if !slices.ContainsFunc(in.Policies, func(p networkingv1.NetworkPolicy) bool {
-			return hasIngress(&p) && selectsAny(&p, []Object{pod})
-		}) {
-			open++
+	if !a.exhausted() {
+		if open := a.unselected(); open > 0 {
+			// No ingress policy selects these pods, so nothing restricts them
+			// (in Audit mode, before the generated policies are written).
+			report.Exposures = append(report.Exposures, Exposure{
+				Policy: Unselected, Widens: true,
+				Summary: fmt.Sprintf("%d target pods are selected by no NetworkPolicy: all sources, all ports", open),
+			})
 		}
 	}
-	return open
+	if a.exhausted() {
+		report.Incomplete = fmt.Sprintf("the analysis stopped after %d evaluation steps (its budget) without examining every NetworkPolicy of namespace %s; the isolation is not proven", a.budget, in.Namespace)
+		report.Exposures = append(report.Exposures, Exposure{Policy: Incomplete, Widens: true, Summary: report.Incomplete})
+	}
+	report.Steps = a.steps
+	return report
 }
 
 func other(owner, self string) string {
@@ -168,95 +235,9 @@ func other(owner, self string) string {
 	return owner
 }
 
-// declaredRule is one ingress rule of a declared policy.
-type declaredRule struct {
-	namespace string
-	rule      networkingv1.NetworkPolicyIngressRule
-}
-
-func declaredRules(policies []networkingv1.NetworkPolicy) []declaredRule {
-	var out []declaredRule
-	for _, p := range policies {
-		if !hasIngress(&p) {
-			continue
-		}
-		for _, r := range p.Spec.Ingress {
-			out = append(out, declaredRule{namespace: p.Namespace, rule: r})
-		}
-	}
-	return out
-}
-
-func hasIngress(p *networkingv1.NetworkPolicy) bool {
-	if len(p.Spec.PolicyTypes) == 0 {
-		return true // the API server's default
-	}
-	return slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
-}
-
-func selectsAny(p *networkingv1.NetworkPolicy, pods []Object) bool {
-	sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector)
-	if err != nil {
-		return true // cannot tell: assume it does
-	}
-	return slices.ContainsFunc(pods, func(pod Object) bool { return sel.Matches(labels.Set(pod.Labels)) })
-}
-
-// ruleCovered reports whether every (source, port) the rule admits is
-// admitted by one declared rule.
-func ruleCovered(r networkingv1.NetworkPolicyIngressRule, policyNamespace string, declared []declaredRule, namespaces []Object) bool {
-	if len(r.From) == 0 {
-		// Every source: only a declared rule that also admits every source
-		// covers it; declared rules always name their sources.
-		return slices.ContainsFunc(declared, func(d declaredRule) bool {
-			return len(d.rule.From) == 0 && portsCovered(r.Ports, d.rule.Ports)
-		})
-	}
-	for _, peer := range r.From {
-		if !peerCovered(peer, r.Ports, policyNamespace, declared, namespaces) {
-			return false
-		}
-	}
-	return true
-}
-
-func peerCovered(peer networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, policyNamespace string, declared []declaredRule, namespaces []Object) bool {
-	if peer.IPBlock != nil {
-		return slices.ContainsFunc(declared, func(d declaredRule) bool {
-			return portsCovered(ports, d.rule.Ports) && slices.ContainsFunc(d.rule.From, func(a networkingv1.NetworkPolicyPeer) bool {
-				return a.IPBlock != nil && ipBlockInside(*peer.IPBlock, *a.IPBlock)
-			})
-		})
-	}
-	for _, ns := range selectedNamespaces(peer.NamespaceSelector, policyNamespace, namespaces) {
-		if !slices.ContainsFunc(declared, func(d declaredRule) bool {
-			return portsCovered(ports, d.rule.Ports) && slices.ContainsFunc(d.rule.From, func(a networkingv1.NetworkPolicyPeer) bool {
-				return a.IPBlock == nil &&
-					slices.Contains(selectedNamespaces(a.NamespaceSelector, d.namespace, namespaces), ns) &&
-					selectorInside(peer.PodSelector, a.PodSelector)
-			})
-		}) {
-			return false
-		}
-	}
-	return true
-}
-
-// selectedNamespaces returns the names of the namespaces a peer's
-// namespaceSelector selects: the policy's own namespace when nil.
-func selectedNamespaces(sel *metav1.LabelSelector, policyNamespace string, namespaces []Object) []string {
-	if sel == nil {
-		return []string{policyNamespace}
-	}
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		s = labels.Everything() // cannot tell: assume all
-	}
-	var out []string
-	for _, ns := range namespaces {
-		if s.Matches(labels.Set(ns.Labels)) {
-			out = append(out, ns.Name)
-		}
-	}
-	return out
+// isolatesIngress reports whether a policy isolates the pods it selects for
+// ingress, as the API defines it: its policyTypes include Ingress (or are
+// empty, before the API server's defaulting, which always adds Ingress).
+func isolatesIngress(p *networkingv1.NetworkPolicy) bool {
+	return len(p.Spec.PolicyTypes) == 0 || slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 }

@@ -45,6 +45,9 @@ var namespaces = []analysis.Object{
 	{Name: "monitoring", Labels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}},
 }
 
+// latent ends the summary of a latent widening.
+const latent = " (latent: admits no existing namespace beyond the declared ones, but any namespace created or labelled to match)"
+
 var targetPods = []analysis.Object{{Name: "local-ai-0", Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}}}
 
 func input(t *testing.T, declared, foreign string) analysis.Input {
@@ -181,13 +184,91 @@ func TestAnalyze(t *testing.T) {
 `,
 		want: []string{"same-ns: pods app=client in namespace local-ai, all ports"},
 	}, {
-		name: "a namespace selector that selects no namespace admits nothing",
+		name: "a namespace selector that selects no namespace yet is a latent widening",
 		foreign: `
 - metadata: {name: nowhere}
   spec:
     podSelector: {}
     ingress: [{from: [{namespaceSelector: {matchLabels: {team: none}}}]}]
 `,
+		want: []string{"nowhere: all pods in namespaces team=none, all ports" + latent},
+	}, {
+		name: "a grant to a namespace that does not exist yet is latent",
+		foreign: `
+- metadata: {name: future-monitoring}
+  spec:
+    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai}}
+    policyTypes: [Ingress]
+    ingress: [{from: [{namespaceSelector: {matchLabels: {team: monitoring}}}], ports: [{port: 9090}]}]
+`,
+		want: []string{"future-monitoring: all pods in namespaces team=monitoring, TCP 9090" + latent},
+	}, {
+		name: "a grant to an existing namespace is open now",
+		foreign: `
+- metadata: {name: edge}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {tier: edge}}}], ports: [{port: 8080}]}]
+`,
+		want: []string{"edge: all pods in namespaces tier=edge, TCP 8080"},
+	}, {
+		name: "declared sources by another namespace label: latent, however few namespaces carry it today",
+		foreign: `
+- metadata: {name: by-tier}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {tier: edge}}, podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}}], ports: [{port: 8080}]}]
+`,
+		want: []string{"by-tier: pods app.kubernetes.io/name=ingress-nginx in namespaces tier=edge, TCP 8080" + latent},
+	}, {
+		name: "the namespace name label written as an expression is inside the declared one",
+		foreign: `
+- metadata: {name: same-sources}
+  spec:
+    podSelector: {}
+    ingress:
+    - from:
+      - namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [nginx]}], matchLabels: {tier: edge}}
+        podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/component: controller}}
+      ports: [{protocol: TCP, port: 8080}]
+`,
+	}, {
+		name: "a namespace selector that can select no namespace admits nothing",
+		foreign: `
+- metadata: {name: impossible}
+  spec:
+    podSelector: {}
+    ingress:
+    - from:
+      - namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: DoesNotExist}]}
+      - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: a}, matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [b]}]}
+`,
+	}, {
+		name: "no namespaceSelector is the policy's own namespace, by its name label",
+		declared: `
+- metadata: {name: wi-allow-clients}
+  spec:
+    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai}}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: local-ai}}, podSelector: {matchLabels: {app: client}}}]}]
+`,
+		foreign: `
+- metadata: {name: clients}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+- metadata: {name: all-named-namespaces}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: Exists}]}, podSelector: {matchLabels: {app: client}}}], ports: [{port: 80}]}]
+`,
+		want: []string{"all-named-namespaces: pods app=client in namespaces kubernetes.io/metadata.name, TCP 80"},
+	}, {
+		name: "ingress rules count whatever policyTypes say",
+		foreign: `
+- metadata: {name: egress-typed}
+  spec: {podSelector: {}, policyTypes: [Egress], ingress: [{}], egress: [{}]}
+`,
+		want: []string{"egress-typed: all sources, all ports"},
 	}, {
 		name: "an ipBlock inside a declared ipBlock",
 		declared: `
@@ -394,5 +475,98 @@ func TestExplain(t *testing.T) {
 	in.Policies = nil
 	if got := analysis.Explain(in); len(got) != 1 || got[0].Policy != "" || got[0].Pods != 2 {
 		t.Errorf("without policies every target pod is open: %+v", got)
+	}
+}
+
+func TestAnalyzeSaysOpenOrLatent(t *testing.T) {
+	report := analysis.Analyze(input(t, seed, `
+- metadata: {name: future}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {team: monitoring}}}], ports: [{port: 9090}]}]
+- metadata: {name: now}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {team: monitoring}}}, {namespaceSelector: {matchLabels: {tier: edge}}}], ports: [{port: 9090}]}]
+`))
+	want := []analysis.Exposure{
+		{Policy: "future", Widens: true, Latent: true, Summary: "future: all pods in namespaces team=monitoring, TCP 9090" + latent},
+		{Policy: "now", Widens: true, Summary: "now: all pods in namespaces team=monitoring or all pods in namespaces tier=edge, TCP 9090"},
+	}
+	if len(report.Exposures) != len(want) {
+		t.Fatalf("exposures = %+v", report.Exposures)
+	}
+	for i := range want {
+		if report.Exposures[i] != want[i] {
+			t.Errorf("exposure %d = %+v, want %+v", i, report.Exposures[i], want[i])
+		}
+	}
+	if !report.Widened() || report.Isolated() {
+		t.Error("latent and open widenings both widen the isolation")
+	}
+
+	// A latent widening alone widens too, whether or not the namespace
+	// exists: status cannot tell a tenant which namespaces exist.
+	alone := analysis.Analyze(input(t, seed, `
+- metadata: {name: future}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: not-yet}}}]}]
+`))
+	if !alone.Widened() || len(alone.Exposures) != 1 || !alone.Exposures[0].Latent {
+		t.Errorf("want one latent widening, got %+v", alone.Exposures)
+	}
+	in := input(t, seed, `
+- metadata: {name: future}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: not-yet}}}]}]
+`)
+	in.Namespaces = append(in.Namespaces, analysis.Object{Name: "not-yet"}) // the API server's name label is implied
+	if r := analysis.Analyze(in); !r.Widened() || len(r.Exposures) != 1 || r.Exposures[0].Latent {
+		t.Errorf("once the namespace exists the widening is open, got %+v", r.Exposures)
+	}
+}
+
+func TestAnalyzeEgressTypedPolicyDoesNotIsolate(t *testing.T) {
+	in := input(t, "", `
+- metadata: {name: egress-typed}
+  spec:
+    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai}}
+    policyTypes: [Egress]
+    ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+`)
+	r := analysis.Analyze(in)
+	var got []string
+	for _, e := range r.Exposures {
+		got = append(got, e.Summary)
+	}
+	want := []string{
+		"egress-typed: pods app=client in namespace local-ai, all ports",
+		"1 target pods are selected by no NetworkPolicy: all sources, all ports",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("exposures:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestAnalyzeBudgetFailsClosed(t *testing.T) {
+	in := input(t, seed, `
+- metadata: {name: narrower}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: nginx}}, podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx, x: y}}}], ports: [{port: 8080}]}]
+`)
+	if r := analysis.Analyze(in); !r.Isolated() || r.Incomplete != "" {
+		t.Fatalf("with the default budget the analysis completes: %+v", r)
+	}
+	in.Budget = 3
+	r := analysis.Analyze(in)
+	if r.Incomplete == "" || r.Isolated() || !r.Widened() {
+		t.Fatalf("an analysis out of budget must not be isolated: %+v", r)
+	}
+	last := r.Exposures[len(r.Exposures)-1]
+	if last.Policy != analysis.Incomplete || !last.Widens || !strings.Contains(last.Summary, "budget") {
+		t.Errorf("want a closing Incomplete exposure, got %+v", last)
 	}
 }

@@ -13,61 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// requirements normalises a selector into requirements: matchLabels become
-// In with one value. A nil selector has none (it selects everything).
-func requirements(sel *metav1.LabelSelector) []metav1.LabelSelectorRequirement {
-	if sel == nil {
-		return nil
-	}
-	var out []metav1.LabelSelectorRequirement
-	for k, v := range sel.MatchLabels {
-		out = append(out, metav1.LabelSelectorRequirement{Key: k, Operator: metav1.LabelSelectorOpIn, Values: []string{v}})
-	}
-	return append(out, sel.MatchExpressions...)
-}
-
-// selectorInside reports whether every label set inner matches also matches
-// outer, by showing that inner's requirements imply each of outer's. It may
-// answer false for selectors that are in fact inside (see the package doc).
-func selectorInside(inner, outer *metav1.LabelSelector) bool {
-	have := requirements(inner)
-	for _, want := range requirements(outer) {
-		if !slices.ContainsFunc(have, func(h metav1.LabelSelectorRequirement) bool { return implies(h, want) }) {
-			return false
-		}
-	}
-	return true
-}
-
-// implies reports whether every label set satisfying h satisfies w.
-func implies(h, w metav1.LabelSelectorRequirement) bool {
-	if h.Key != w.Key {
-		return false
-	}
-	switch w.Operator {
-	case metav1.LabelSelectorOpExists:
-		return h.Operator == metav1.LabelSelectorOpIn || h.Operator == metav1.LabelSelectorOpExists
-	case metav1.LabelSelectorOpDoesNotExist:
-		return h.Operator == metav1.LabelSelectorOpDoesNotExist
-	case metav1.LabelSelectorOpIn:
-		return h.Operator == metav1.LabelSelectorOpIn && subset(h.Values, w.Values)
-	case metav1.LabelSelectorOpNotIn:
-		switch h.Operator {
-		case metav1.LabelSelectorOpIn:
-			return !slices.ContainsFunc(h.Values, func(v string) bool { return slices.Contains(w.Values, v) })
-		case metav1.LabelSelectorOpNotIn:
-			return subset(w.Values, h.Values)
-		case metav1.LabelSelectorOpDoesNotExist:
-			return true
-		}
-	}
-	return false
-}
-
-func subset(a, b []string) bool {
-	return !slices.ContainsFunc(a, func(v string) bool { return !slices.Contains(b, v) })
-}
-
 // ipBlockInside reports whether every address inner admits, outer admits.
 func ipBlockInside(inner, outer networkingv1.IPBlock) bool {
 	in, err1 := netip.ParsePrefix(inner.CIDR)
@@ -100,45 +45,11 @@ func prefixInside(inner, outer netip.Prefix) bool {
 	return inner.Addr().Is4() == outer.Addr().Is4() && outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
 }
 
-// portsCovered reports whether every port a rule admits is admitted by the
-// declared ports. No ports means every port of every protocol.
-func portsCovered(ports, declared []networkingv1.NetworkPolicyPort) bool {
-	if len(declared) == 0 {
-		return true
-	}
-	if len(ports) == 0 {
-		return false
-	}
-	for _, p := range ports {
-		if !slices.ContainsFunc(declared, func(d networkingv1.NetworkPolicyPort) bool { return portInside(p, d) }) {
-			return false
-		}
-	}
-	return true
-}
-
 func protocol(p networkingv1.NetworkPolicyPort) corev1.Protocol {
 	if p.Protocol == nil {
 		return corev1.ProtocolTCP
 	}
 	return *p.Protocol
-}
-
-func portInside(p, d networkingv1.NetworkPolicyPort) bool {
-	if protocol(p) != protocol(d) {
-		return false
-	}
-	switch {
-	case d.Port == nil:
-		return true
-	case p.Port == nil:
-		return false
-	case d.Port.Type == intstr.String || p.Port.Type == intstr.String: // a named port
-		return p.Port.Type == intstr.String && d.Port.Type == intstr.String && p.Port.StrVal == d.Port.StrVal && p.EndPort == nil
-	}
-	pLo, pHi := portRange(p)
-	dLo, dHi := portRange(d)
-	return dLo <= pLo && pHi <= dHi
 }
 
 func portRange(p networkingv1.NetworkPolicyPort) (int32, int32) {

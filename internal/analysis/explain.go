@@ -2,9 +2,7 @@ package analysis
 
 import (
 	"fmt"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"math"
 )
 
 // Path is one way into the target: the sources and ports one ingress rule
@@ -19,32 +17,27 @@ type Path struct {
 	Ports   string
 	// Declared is true when a declared rule admits at least as much.
 	Declared bool
+	// Latent is true for an undeclared path that admits no source that
+	// exists now beyond the declared ones (see Exposure.Latent).
+	Latent bool
 }
 
 // Explain lists every way into the target pods, given all policies of the
 // namespace: one path per ingress rule of each policy that selects target
-// pods, plus one "all sources" path for target pods no ingress policy
-// selects (they are not isolated at all).
+// pods (whatever its policyTypes say, see the package doc), plus one "all
+// sources" path for target pods no ingress policy selects (they are not
+// isolated at all). It examines every policy, without a budget: it serves
+// one person's question, not the controller.
 func Explain(in Input) []Path {
-	declared := declaredRules(in.Declared)
+	in.Budget = math.MaxInt
+	a := newAnalyzer(in)
 	var paths []Path
-	isolated := make([]bool, len(in.TargetPods))
 	for i := range in.Policies {
 		p := &in.Policies[i]
-		if !hasIngress(p) {
+		if !isolatesIngress(p) && len(p.Spec.Ingress) == 0 {
 			continue
 		}
-		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector)
-		if err != nil {
-			continue
-		}
-		pods := 0
-		for j, pod := range in.TargetPods {
-			if sel.Matches(labels.Set(pod.Labels)) {
-				pods++
-				isolated[j] = true
-			}
-		}
+		pods := a.targetPodsSelected(i)
 		if pods == 0 {
 			continue
 		}
@@ -62,19 +55,14 @@ func Explain(in Input) []Path {
 					sources += describePeer(peer, p.Namespace)
 				}
 			}
+			v := a.ruleVerdict(rule, p.Namespace)
 			paths = append(paths, Path{
 				Policy: p.Name, Pods: pods, Sources: sources, Ports: describePorts(rule.Ports),
-				Declared: ruleCovered(rule, p.Namespace, declared, in.Namespaces),
+				Declared: v.covered, Latent: v.latent,
 			})
 		}
 	}
-	open := 0
-	for _, ok := range isolated {
-		if !ok {
-			open++
-		}
-	}
-	if open > 0 {
+	if open := a.unselected(); open > 0 {
 		paths = append(paths, Path{Pods: open, Sources: fmt.Sprintf("all sources (%d pods selected by no ingress policy)", open), Ports: "all ports"})
 	}
 	return paths
