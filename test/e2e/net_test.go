@@ -47,23 +47,44 @@ func run(t *testing.T, args ...string) string {
 
 func quiet(args ...string) { _ = exec.Command(args[0], args[1:]...).Run() }
 
-// preflight skips the suite where it cannot run, and refuses to start when
-// its names or subnet are in use.
+// ciEnv is the variable CI systems set to true.
+const ciEnv = "CI"
+
+// inCI reports whether the suite runs in CI (CI=true or CI=1).
+func inCI() bool {
+	ci := os.Getenv(ciEnv)
+	return ci == "true" || ci == "1"
+}
+
+// cannotRun skips the suite when a prerequisite is missing, except in CI,
+// where it fails with the reason: in CI a suite that cannot run must not
+// pass as skipped.
+func cannotRun(t *testing.T, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	if inCI() {
+		t.Fatalf("%s (%s=%s: a suite that cannot run fails in CI instead of being skipped)", reason, ciEnv, os.Getenv(ciEnv))
+	}
+	t.Skip(reason)
+}
+
+// preflight stops the suite where it cannot run (see cannotRun), and
+// refuses to start when its names or subnet are in use.
 func preflight(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the real-traffic e2e suite needs root (network namespaces, iptables, ipset)")
+		cannotRun(t, "the real-traffic e2e suite needs root (network namespaces, iptables, ipset)")
 	}
 	for _, tool := range []string{"ip", "iptables", "iptables-save", "iptables-restore", "ipset"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the real-traffic e2e suite needs %s (Debian packages iproute2, iptables, ipset)", tool)
+			cannotRun(t, "the real-traffic e2e suite needs %s (Debian packages iproute2, iptables, ipset)", tool)
 		}
 	}
 	if v, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
-		t.Skip("the real-traffic e2e suite needs netfilter on bridges (br_netfilter): /proc/sys/net/bridge/bridge-nf-call-iptables is missing")
+		cannotRun(t, "the real-traffic e2e suite needs netfilter on bridges (br_netfilter): /proc/sys/net/bridge/bridge-nf-call-iptables is missing")
 	} else if strings.TrimSpace(string(v)) != "1" {
 		if err := os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644); err != nil {
-			t.Skipf("cannot enable bridge-nf-call-iptables: %v", err)
+			cannotRun(t, "cannot enable bridge-nf-call-iptables: %v", err)
 		}
 	}
 	if exec.Command("ip", "link", "show", bridge).Run() == nil {

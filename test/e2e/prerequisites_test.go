@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMissingPrerequisiteFailsInCI runs the suite in a child process whose
+// PATH holds none of the suite's tools: outside CI it is skipped with the
+// reason, with CI=true it fails with the reason.
+func TestMissingPrerequisiteFailsInCI(t *testing.T) {
+	emptyPath := t.TempDir()
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+		verdict  string
+	}{
+		{ci: "", wantFail: false, verdict: "--- SKIP: TestWalkthrough"},
+		{ci: "true", wantFail: true, verdict: "--- FAIL: TestWalkthrough"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWalkthrough$", "-test.v")
+		cmd.Env = append(environWithout(ciEnv, "PATH", serveEnv, getEnv), "PATH="+emptyPath, ciEnv+"="+tc.ci)
+		out, err := cmd.CombinedOutput()
+		t.Logf("CI=%q:\n%s", tc.ci, out)
+		if failed := err != nil; failed != tc.wantFail {
+			t.Errorf("CI=%q: the suite failed=%t (%v), want failed=%t", tc.ci, failed, err, tc.wantFail)
+		}
+		if !strings.Contains(string(out), tc.verdict) {
+			t.Errorf("CI=%q: output lacks %q", tc.ci, tc.verdict)
+		}
+		if !strings.Contains(string(out), "the real-traffic e2e suite needs") {
+			t.Errorf("CI=%q: output does not say what is missing", tc.ci)
+		}
+	}
+}
+
+func environWithout(names ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, n := range names {
+			keep = keep && name != n
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
