@@ -48,8 +48,10 @@ var (
 	teamClient = netPod{name: "team-client", namespace: "team-a", labels: map[string]string{"app": "client"}, ip: subnet + "14"}
 	allPods    = []netPod{localAI, nginx, testNginx, testLocal, teamClient}
 
-	api     = localAI.ip + ":8080"
-	apiAlt  = localAI.ip + ":9090"
+	// Every step probes every source against LocalAI's API port and a
+	// second port that no rule allows.
+	sources = []netPod{nginx, testNginx, testLocal, teamClient}
+	targets = []target{{localAI, "8080"}, {localAI, "9090"}}
 	timeout = 20 * time.Second
 )
 
@@ -80,37 +82,34 @@ func TestWalkthrough(t *testing.T) {
 	}
 	t.Cleanup(operator.Stop)
 
-	expect := func(step string, want map[string]bool) time.Duration {
+	// expect probes the whole matrix until it is as expected, prints the
+	// observed matrix, and fails with the mismatches after the timeout.
+	expect := func(step string, want matrix) time.Duration {
 		t.Helper()
 		begin := time.Now()
-		var last string
+		var got matrix
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-			last = ""
-			for name, ok := range want {
-				from, addr := path(name)
-				if reaches(from, addr) != ok {
-					last += name + " "
-				}
-			}
-			return last == "", nil
+			got = observe(want, reaches)
+			return len(mismatches(want, got)) == 0, nil
 		})
-		if err != nil {
-			t.Fatalf("%s: not as expected after %s: %s", step, timeout, last)
-		}
 		took := time.Since(begin)
-		t.Logf("%s: as expected after %s", step, took.Round(time.Millisecond))
+		if err != nil {
+			t.Fatalf("step %s: connectivity not as expected after %s:\n%s%s", step, timeout, format(want, got),
+				"mismatches:\n  "+strings.Join(mismatches(want, got), "\n  "))
+		}
+		t.Logf("step %s: connectivity as expected after %s:\n%s", step, took.Round(time.Millisecond), format(want, got))
 		return took
 	}
 
 	// 1. Before any WorkloadIsolation everything reaches LocalAI.
-	expect("1 no isolation", map[string]bool{"nginx": true, "test-nginx": true, "test-local-ai": true})
+	expect("1 no isolation", allAllowed(sources, targets))
 
 	// 2. The sample WorkloadIsolation: only the ingress-nginx controller, on 8080.
 	wi := sample(t)
 	if err := c.Create(ctx, wi); err != nil {
 		t.Fatal(err)
 	}
-	took := expect("2 isolated", map[string]bool{"nginx": true, "test-nginx": false, "test-local-ai": false, "nginx:9090": false})
+	took := expect("2 isolated", newMatrix(sources, targets, "nginx:8080"))
 	t.Logf("apply to enforcement: %s", took.Round(time.Millisecond))
 	// CNI detection sees the kube-router DaemonSet object and reports enforcement.
 	waitCondition(ctx, t, c, wi, isolationv1alpha1.ConditionEnforced, metav1.ConditionTrue, "kube-router enforces NetworkPolicy")
@@ -127,14 +126,14 @@ func TestWalkthrough(t *testing.T) {
 	if err := c.Create(ctx, allowAll); err != nil {
 		t.Fatal(err)
 	}
-	expect("3 widened", map[string]bool{"test-nginx": true, "test-local-ai": true})
+	expect("3 widened", allAllowed(sources, targets))
 	waitCondition(ctx, t, c, wi, isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, "allow-all-ingress")
 
 	// 4. Remove it and allow a second namespace: traffic follows.
 	if err := c.Delete(ctx, allowAll); err != nil {
 		t.Fatal(err)
 	}
-	expect("4a allow-all removed", map[string]bool{"nginx": true, "test-nginx": false, "test-local-ai": false, "team-client": false})
+	expect("4a allow-all removed", newMatrix(sources, targets, "nginx:8080"))
 	waitCondition(ctx, t, c, wi, isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, "")
 	current := &isolationv1alpha1.WorkloadIsolation{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
@@ -146,14 +145,14 @@ func TestWalkthrough(t *testing.T) {
 	if err := c.Update(ctx, current); err != nil {
 		t.Fatal(err)
 	}
-	expect("4b second namespace allowed", map[string]bool{"nginx": true, "team-client": true, "test-nginx": false, "test-local-ai": false})
+	expect("4b second namespace allowed", newMatrix(sources, targets, "nginx:8080", "team-client:8080"))
 
 	// 5. Delete the WorkloadIsolation: garbage collection removes the
 	// policies and traffic flows again.
 	if err := c.Delete(ctx, current); err != nil {
 		t.Fatal(err)
 	}
-	expect("5 deleted", map[string]bool{"nginx": true, "test-nginx": true, "test-local-ai": true})
+	expect("5 deleted", allAllowed(sources, targets))
 	policies := &networkingv1.NetworkPolicyList{}
 	if err := c.List(ctx, policies, client.InNamespace("local-ai")); err != nil {
 		t.Fatal(err)
@@ -162,21 +161,6 @@ func TestWalkthrough(t *testing.T) {
 		t.Errorf("garbage collection left %d policies", len(policies.Items))
 	}
 	t.Logf("suite run time: %s", time.Since(start).Round(time.Second))
-}
-
-// path maps a check name to its source pod and destination address.
-func path(name string) (netPod, string) {
-	from, port, _ := strings.Cut(name, ":")
-	addr := api
-	if port == "9090" {
-		addr = apiAlt
-	}
-	for _, p := range allPods {
-		if p.name == from {
-			return p, addr
-		}
-	}
-	panic("unknown pod " + from)
 }
 
 func binary(t *testing.T, env, name string) string {
