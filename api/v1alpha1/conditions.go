@@ -65,6 +65,8 @@ const (
 	ReasonCNIDoesNotEnforce = "CNIDoesNotEnforce"
 	// ReasonPolicyEnforcementDisabled: the CNI can enforce, but its configuration turns enforcement off.
 	ReasonPolicyEnforcementDisabled = "PolicyEnforcementDisabled"
+	// ReasonPolicyAuditMode: the CNI runs its policy engine in audit mode: it logs what the policies would drop and drops nothing.
+	ReasonPolicyAuditMode = "PolicyAuditMode"
 	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
 	ReasonCNIUnknown = "CNIUnknown"
 )

@@ -34,6 +34,9 @@ const (
 	ReasonDoesNotEnforce = isolationv1alpha1.ReasonCNIDoesNotEnforce
 	// ReasonEnforcementDisabled: the CNI can enforce, but its configuration turns it off.
 	ReasonEnforcementDisabled = isolationv1alpha1.ReasonPolicyEnforcementDisabled
+	// ReasonAuditMode: the CNI's policy engine runs in audit mode: it logs
+	// what the policies would drop and drops nothing.
+	ReasonAuditMode = isolationv1alpha1.ReasonPolicyAuditMode
 	// ReasonUnknown: no known CNI was found, or its version or state cannot tell.
 	ReasonUnknown = isolationv1alpha1.ReasonCNIUnknown
 )
@@ -131,10 +134,14 @@ type component struct {
 // Classify reasons about facts and returns the cluster's CNI and whether it
 // enforces NetworkPolicy:
 //   - True when any recognised component enforces;
-//   - False when components were recognised and none enforces (a provider
-//     that never enforces, or an enforcer whose enforcement is disabled);
-//   - Unknown when nothing was recognised, or the components found cannot
-//     say (an unrecognised version, an installation not yet rolled out).
+//   - otherwise False when a recognised component is known not to enforce (a
+//     provider that never enforces, or an enforcer whose enforcement is
+//     disabled or in audit mode), even if others cannot say: what runs does
+//     not enforce, and an engine that might is not running (for example
+//     Flannel plus Calico's CRDs left without a calico-node agent);
+//   - Unknown when nothing was recognised, or only components that cannot
+//     say (an unrecognised version, an installation not yet rolled out, an
+//     engine's CRDs without its agent).
 func Classify(f Facts) Result {
 	comps := components(f)
 	if len(comps) == 0 {
@@ -161,10 +168,10 @@ func Classify(f Facts) Result {
 	switch {
 	case pick(EnforcementTrue) != nil:
 		chosen, r.Enforces = pick(EnforcementTrue), EnforcementTrue
-	case pick(EnforcementUnknown) != nil:
-		chosen, r.Enforces = pick(EnforcementUnknown), EnforcementUnknown
-	default:
+	case pick(EnforcementFalse) != nil:
 		chosen, r.Enforces = disabledFirst(comps), EnforcementFalse
+	default:
+		chosen, r.Enforces = pick(EnforcementUnknown), EnforcementUnknown
 	}
 	r.Version, r.Reason, r.Message = chosen.version, chosen.reason, chosen.message
 	if r.Version == "" {
@@ -173,15 +180,23 @@ func Classify(f Facts) Result {
 	return r
 }
 
-// disabledFirst prefers an enforcer that is switched off over a provider
-// that cannot enforce, because its message says how to fix it.
+// disabledFirst returns a component that does not enforce, preferring an
+// enforcer that is switched off over a provider that cannot enforce,
+// because its message says how to fix it.
 func disabledFirst(comps []component) *component {
+	var first *component
 	for i := range comps {
+		if comps[i].enforces != EnforcementFalse {
+			continue
+		}
 		if comps[i].enforcer {
 			return &comps[i]
 		}
+		if first == nil {
+			first = &comps[i]
+		}
 	}
-	return &comps[0]
+	return first
 }
 
 func joinNames(comps []component) string {

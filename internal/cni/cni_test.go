@@ -28,6 +28,17 @@ var (
 			"enable-policy": mode, "cluster-name": "default", "tunnel-protocol": "vxlan",
 		}}
 	}
+	ciliumConfigWith = func(extra map[string]string) cni.ConfigMap {
+		cm := ciliumConfig("default")
+		for k, v := range extra {
+			cm.Data[k] = v
+		}
+		return cm
+	}
+	ciliumAgentWith = func(args ...string) cni.DaemonSet {
+		d := ds("kube-system", "cilium", ctr("cilium-agent", "quay.io/cilium/cilium:v1.16.3", append([]string{"--config-dir=/tmp/cilium/config-map"}, args...)...))
+		return d
+	}
 	canalDS = ds("kube-system", "canal",
 		ctr("install-cni", "quay.io/calico/cni:v3.28.1", "/opt/cni/bin/install"),
 		ctr("calico-node", "quay.io/calico/node:v3.28.1"),
@@ -105,6 +116,43 @@ func TestClassify(t *testing.T) {
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfig("never")}},
 		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementFalse, reason: cni.ReasonEnforcementDisabled,
 		evidence: []string{"enable-policy=never"},
+	}, {
+		name:     "Cilium in policy audit mode enforces nothing",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfigWith(map[string]string{"policy-audit-mode": "true"})}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementFalse, reason: cni.ReasonAuditMode,
+		evidence: []string{"ConfigMap kube-system/cilium-config policy-audit-mode=true"},
+	}, {
+		name:     "Cilium with policy audit mode off enforces",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfigWith(map[string]string{"policy-audit-mode": "false"})}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing, l7: true,
+		evidence: []string{"policy-audit-mode=false"},
+	}, {
+		name:     "Cilium in policy audit mode by the agent's flag",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumAgentWith("--policy-audit-mode")}, ConfigMaps: []cni.ConfigMap{ciliumConfig("default")}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementFalse, reason: cni.ReasonAuditMode,
+		evidence: []string{"flag --policy-audit-mode=true"},
+	}, {
+		name:     "Cilium with enable-policy never and audit mode: never is what to fix first",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{{Namespace: "kube-system", Name: "cilium-config", Data: map[string]string{"enable-policy": "never", "policy-audit-mode": "true"}}}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementFalse, reason: cni.ReasonEnforcementDisabled,
+	}, {
+		name:     "Cilium without its L7 proxy enforces, but not HTTP-aware policy",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfigWith(map[string]string{"enable-l7-proxy": "false"})}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing, l7: false,
+		evidence: []string{"ConfigMap kube-system/cilium-config enable-l7-proxy=false"},
+	}, {
+		name:     "Cilium with its L7 proxy on",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfigWith(map[string]string{"enable-l7-proxy": "true"})}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing, l7: true,
+	}, {
+		name:     "Cilium without its L7 proxy by the agent's flag",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumAgentWith("--enable-l7-proxy=false")}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing, l7: false,
+	}, {
+		name:     "KKP managed Cilium installed with policyAuditMode",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, Applications: []cni.Application{kkpCilium(map[string]any{"policyAuditMode": true})}},
+		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementFalse, reason: cni.ReasonAuditMode,
+		evidence: []string{"ApplicationInstallation kube-system/cilium"},
 	}, {
 		name:     "Cilium without its ConfigMap (defaults enforce)",
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}},
@@ -239,6 +287,15 @@ func TestClassify(t *testing.T) {
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{kubeProxy}, APIGroups: []string{"crd.projectcalico.org"}},
 		wantName: "calico", enforces: cni.EnforcementUnknown, reason: cni.ReasonUnknown,
 		evidence: []string{"API group crd.projectcalico.org"},
+	}, {
+		name:     "Flannel plus Calico CRDs left without an agent does not enforce",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{kubeProxy, flannelDS}, APIGroups: []string{"crd.projectcalico.org"}},
+		wantName: "flannel+calico", version: "v0.25.7", enforces: cni.EnforcementFalse, reason: cni.ReasonDoesNotEnforce,
+		evidence: []string{"kube-flannel/kube-flannel-ds", "API group crd.projectcalico.org"},
+	}, {
+		name:     "an old kindnet while KKP's Cilium is not running yet does not enforce",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{kindnetDS("docker.io/kindest/kindnetd:v20240513-cd2ac642")}, Applications: []cni.Application{kkpCilium(nil)}},
+		wantName: "kindnet+cilium", version: "v20240513-cd2ac642", enforces: cni.EnforcementFalse, reason: cni.ReasonDoesNotEnforce,
 	}, {
 		name:     "Flannel plus a disabled Cilium: the disabled enforcer is what to fix",
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{flannelDS, ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfig("never")}},

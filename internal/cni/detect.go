@@ -18,6 +18,21 @@ const (
 // ConfigMapNames are the ConfigMaps Classify reads, in the DaemonSet's namespace.
 var ConfigMapNames = []string{CiliumConfigMap, AWSConfigMap}
 
+// Keys of the ConfigMaps Classify reads.
+const (
+	ciliumEnablePolicy    = "enable-policy"
+	ciliumPolicyAuditMode = "policy-audit-mode"
+	ciliumEnableL7Proxy   = "enable-l7-proxy"
+	awsPolicyController   = "enable-network-policy-controller"
+)
+
+// ConfigMapKeys are, per ConfigMap name, the keys Classify reads: a cache of
+// those ConfigMaps needs to keep no others.
+var ConfigMapKeys = map[string][]string{
+	CiliumConfigMap: {ciliumEnablePolicy, ciliumPolicyAuditMode, ciliumEnableL7Proxy},
+	AWSConfigMap:    {awsPolicyController},
+}
+
 func components(f Facts) []component {
 	configMaps := map[string]ConfigMap{}
 	for _, cm := range f.ConfigMaps {
@@ -77,21 +92,35 @@ func enforcing(name string, ds DaemonSet, c *Container, l7 bool) component {
 	}
 }
 
-// cilium reads enable-policy from the cilium-config ConfigMap (or the
-// agent's flag): default and always enforce, never does not.
+// cilium reads the agent's settings from its flags or, failing those, the
+// cilium-config ConfigMap: enable-policy (default and always enforce, never
+// does not), policy-audit-mode (true: policy verdicts are only logged,
+// nothing is dropped) and enable-l7-proxy (false: no HTTP-aware policy).
 func cilium(ds DaemonSet, agent *Container, cm ConfigMap) component {
 	c := enforcing("cilium", ds, agent, true)
-	mode, from := "", ""
-	if v, ok := flagValue(agent, "enable-policy"); ok {
-		mode, from = v, "flag --enable-policy"
+	setting := func(key string) (value, from string, ok bool) {
+		if v, ok := flagValue(agent, key); ok {
+			c.evidence += fmt.Sprintf("; flag --%s=%s", key, v)
+			return v, "flag --" + key, true
+		}
+		if v, ok := cm.Data[key]; ok {
+			c.evidence += fmt.Sprintf("; ConfigMap %s/%s %s=%s", cm.Namespace, cm.Name, key, v)
+			return v, fmt.Sprintf("ConfigMap %s/%s key %s", cm.Namespace, cm.Name, key), true
+		}
+		return "", "", false
 	}
-	if v, ok := cm.Data["enable-policy"]; ok && mode == "" {
-		mode, from = v, fmt.Sprintf("ConfigMap %s/%s", cm.Namespace, cm.Name)
-		c.evidence += fmt.Sprintf("; ConfigMap %s/%s enable-policy=%s", cm.Namespace, cm.Name, v)
+	mode, modeFrom, _ := setting(ciliumEnablePolicy)
+	audit, auditFrom, _ := setting(ciliumPolicyAuditMode)
+	if l7, _, ok := setting(ciliumEnableL7Proxy); ok && !isTrue(l7) {
+		c.l7 = false
 	}
-	if strings.EqualFold(mode, "never") {
+	switch {
+	case strings.EqualFold(mode, "never"):
 		c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonEnforcementDisabled, false
-		c.message = fmt.Sprintf("Cilium runs with enable-policy=never (%s): NetworkPolicies are not enforced; set it to default", from)
+		c.message = fmt.Sprintf("Cilium runs with enable-policy=never (%s): NetworkPolicies are not enforced; set it to default", modeFrom)
+	case isTrue(audit):
+		c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonAuditMode, false
+		c.message = fmt.Sprintf("Cilium runs in policy audit mode (%s=%s, %s): it logs what NetworkPolicies would drop and drops nothing; set it to false", ciliumPolicyAuditMode, audit, auditFrom)
 	}
 	return c
 }
@@ -118,10 +147,10 @@ func awsVPC(ds DaemonSet, node, agent *Container, cm ConfigMap) component {
 	}
 	comp.evidence = evidence(ds, agent)
 	flag, _ := flagValue(agent, "enable-network-policy")
-	controller := cm.Data["enable-network-policy-controller"]
+	controller := cm.Data[awsPolicyController]
 	comp.evidence += fmt.Sprintf(", --enable-network-policy=%s", flag)
 	if cm.Name != "" {
-		comp.evidence += fmt.Sprintf("; ConfigMap %s/%s enable-network-policy-controller=%s", cm.Namespace, cm.Name, controller)
+		comp.evidence += fmt.Sprintf("; ConfigMap %s/%s %s=%s", cm.Namespace, cm.Name, awsPolicyController, controller)
 	}
 	switch {
 	case !isTrue(flag):
@@ -197,6 +226,19 @@ func withApplications(comps []component, apps []Application) []component {
 		}
 		line := fmt.Sprintf("ApplicationInstallation %s/%s (cilium %s)", app.Namespace, app.Name, app.Version)
 		mode, _ := app.Values["policyEnforcementMode"].(string)
+		audit := isTrue(fmt.Sprint(app.Values["policyAuditMode"]))
+		// apply folds the Helm values in where the agent's own settings
+		// (flags, ConfigMap) did not already decide.
+		apply := func(c *component) {
+			switch {
+			case strings.EqualFold(mode, "never") && !strings.Contains(c.evidence, ciliumEnablePolicy+"="):
+				c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonEnforcementDisabled, false
+				c.message = fmt.Sprintf("Cilium is installed with policyEnforcementMode=never (%s): NetworkPolicies are not enforced", line)
+			case audit && !strings.Contains(c.evidence, ciliumPolicyAuditMode+"=") && c.enforces != EnforcementFalse:
+				c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonAuditMode, false
+				c.message = fmt.Sprintf("Cilium is installed with policyAuditMode=true (%s): it logs what NetworkPolicies would drop and drops nothing", line)
+			}
+		}
 		found := false
 		for i := range comps {
 			if comps[i].name != "cilium" {
@@ -204,9 +246,8 @@ func withApplications(comps []component, apps []Application) []component {
 			}
 			found = true
 			comps[i].evidence += "; " + line
-			if strings.EqualFold(mode, "never") && !strings.Contains(comps[i].evidence, "enable-policy=") && comps[i].enforces == EnforcementTrue {
-				comps[i].enforces, comps[i].reason, comps[i].l7 = EnforcementFalse, ReasonEnforcementDisabled, false
-				comps[i].message = fmt.Sprintf("Cilium is installed with policyEnforcementMode=never (%s): NetworkPolicies are not enforced", line)
+			if comps[i].enforces == EnforcementTrue {
+				apply(&comps[i])
 			}
 		}
 		if found {
@@ -215,10 +256,7 @@ func withApplications(comps []component, apps []Application) []component {
 		comp := component{name: "cilium", version: app.Version, enforcer: true, evidence: line,
 			enforces: EnforcementUnknown, reason: ReasonUnknown,
 			message: fmt.Sprintf("KKP installs Cilium (%s), but its agent DaemonSet is not running yet", line)}
-		if strings.EqualFold(mode, "never") {
-			comp.enforces, comp.reason = EnforcementFalse, ReasonEnforcementDisabled
-			comp.message = fmt.Sprintf("Cilium is installed with policyEnforcementMode=never (%s): NetworkPolicies are not enforced", line)
-		}
+		apply(&comp)
 		comps = append(comps, comp)
 	}
 	return comps

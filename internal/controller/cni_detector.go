@@ -274,8 +274,9 @@ func keepContainersOnly(in any) (any, error) {
 	}, nil
 }
 
-// keepCNIConfigOnly is a cache transform that keeps the data of the
-// ConfigMaps the classifier reads and drops the data of all others.
+// keepCNIConfigOnly is a cache transform that keeps, of the ConfigMaps the
+// classifier reads, only the keys it reads (cni.ConfigMapKeys), and drops
+// the data of all others.
 func keepCNIConfigOnly(in any) (any, error) {
 	cm, ok := in.(*corev1.ConfigMap)
 	if !ok {
@@ -284,8 +285,13 @@ func keepCNIConfigOnly(in any) (any, error) {
 	out := &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: cm.Name, Namespace: cm.Namespace, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
 	}}
-	if slices.Contains(cni.ConfigMapNames, cm.Name) {
-		out.Data = cm.Data
+	for _, key := range cni.ConfigMapKeys[cm.Name] {
+		if v, ok := cm.Data[key]; ok {
+			if out.Data == nil {
+				out.Data = map[string]string{}
+			}
+			out.Data[key] = v
+		}
 	}
 	return out, nil
 }
