@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -76,16 +78,92 @@ func TestGeneratedPoliciesAllowExactlyTheDeclaredSources(t *testing.T) {
 	fmt.Printf("oracle property 1: %d scenarios, %d connections, 0 disagreements\n", cases, checks)
 }
 
+// falsePositiveBound is the largest share of widening reports the oracle
+// may find no witness for, even after the namespaces and pods the foreign
+// policies could admit are created. Measured with the default seed and
+// 10000 scenarios: 37 of 3835 reports, 0.96% (all of them a named port on
+// UDP, which the analysis cannot resolve and the scenarios' pods declare
+// only on TCP); an analysis that reports every scenario scores about 63%
+// and fails.
+const falsePositiveBound = 0.05
+
+// widening is what property 2 measured over the generated scenarios.
+type widening struct {
+	scenarios int
+	// widened: the oracle admits undeclared traffic from an existing source.
+	widened int
+	// reports: the analysis reported a widening.
+	reports int
+	// latentConfirmed: reported, no witness among the existing sources, but
+	// one appears once the sources the foreign policies admit exist.
+	latentConfirmed int
+	// latentOnly: reports whose every widening was marked latent.
+	latentOnly int
+	// falsePositives: reported, and no witness even then.
+	falsePositives int
+}
+
+func (w widening) falsePositiveRate() float64 {
+	if w.reports == 0 {
+		return 0
+	}
+	return float64(w.falsePositives) / float64(w.reports)
+}
+
 // Property 2: whenever the oracle lets an undeclared source reach a target
 // pod (because of policies written by others), the analysis reports that the
-// isolation is not intact.
+// isolation is not intact; a widening it marks latent admits no existing
+// source; and what it reports is real: reports for which the oracle finds no
+// witness, even once the namespaces and pods the foreign policies could
+// admit exist, stay below falsePositiveBound.
 func TestAnalysisReportsEveryWidening(t *testing.T) {
 	seed, cases := settings(t)
+	w := measureWidening(t, seed, cases, analysis.Analyze)
+	rate := w.falsePositiveRate()
+	t.Logf("%+v, false-positive rate %.2f%%", w, 100*rate)
+	fmt.Printf("oracle property 2: %d scenarios, %d widened by foreign policies, all reported; %d reports in all, %d of them latent only\n",
+		w.scenarios, w.widened, w.reports, w.latentOnly)
+	fmt.Printf("oracle property 2: %d reports without a witness among existing sources were confirmed once the admitted namespaces and pods exist (latent grants)\n",
+		w.latentConfirmed)
+	fmt.Printf("oracle property 2: false positives %d of %d reports = %.2f%% (bound %.0f%%)\n",
+		w.falsePositives, w.reports, 100*rate, 100*falsePositiveBound)
+	if rate > falsePositiveBound {
+		t.Fatalf("false-positive rate %.2f%% exceeds the bound %.0f%%", 100*rate, 100*falsePositiveBound)
+	}
+}
+
+// The false-positive bound has teeth: an analysis that reports every
+// scenario as widened fails it.
+func TestFalsePositiveBoundRejectsAlwaysReporting(t *testing.T) {
+	seed, cases := settings(t)
+	always := func(analysis.Input) analysis.Report {
+		return analysis.Report{Exposures: []analysis.Exposure{{Policy: "any", Widens: true}}}
+	}
+	w := measureWidening(t, seed, min(cases, 2000), always)
+	fmt.Printf("oracle property 2 (self-check): an analysis that always reports scores %.2f%% false positives (bound %.0f%%)\n",
+		100*w.falsePositiveRate(), 100*falsePositiveBound)
+	if w.falsePositiveRate() <= falsePositiveBound {
+		t.Fatalf("an always-reporting analysis passes the bound: %+v", w)
+	}
+}
+
+// widenedPorts are the ports property 2 samples: every port number the
+// generated rules name or range over, on each protocol they use, so that a
+// widening on any of them has a witness.
+var widenedPorts = []port{
+	{corev1.ProtocolTCP, 53}, {corev1.ProtocolTCP, 80}, {corev1.ProtocolTCP, 8050}, {corev1.ProtocolTCP, 8080}, {corev1.ProtocolTCP, 9090},
+	{corev1.ProtocolUDP, 53}, {corev1.ProtocolUDP, 80}, {corev1.ProtocolUDP, 8050}, {corev1.ProtocolUDP, 8080}, {corev1.ProtocolUDP, 9090},
+	{corev1.ProtocolSCTP, 8080},
+}
+
+func measureWidening(t *testing.T, seed uint64, cases int, analyze func(analysis.Input) analysis.Report) widening {
+	t.Helper()
 	presets := testPresets()
-	widened, reportedWithoutSample := 0, 0
+	w := widening{scenarios: cases}
 	for i := range cases {
 		r := rand.New(rand.NewPCG(seed+1, uint64(i)))
 		s := generate(r)
+		s.ports = widenedPorts
 		s.foreign = foreignPolicies(r, s)
 		generated, err := policy.Build(s.wi, *s.wi.Spec.Target.PodSelector.LabelSelector(), presets)
 		if err != nil {
@@ -93,35 +171,133 @@ func TestAnalysisReportsEveryWidening(t *testing.T) {
 		}
 		all := append(append([]networkingv1.NetworkPolicy(nil), generated...), s.foreign...)
 		oracle := matcher.BuildNetworkPolicies(false, pointers(all))
-		report := analysis.Analyze(s.analysisInput(generated, all))
-
-		var witness string
-		for _, src := range s.sources() {
-			for _, dst := range s.targetPods() {
-				if src.pod == dst {
-					continue
-				}
-				for _, p := range s.ports {
-					if witness == "" && s.oracleAllows(oracle, src, dst, p) && !s.declared(src, dst, p) {
-						witness = fmt.Sprintf("%s -> %s on %s", src, dst.name, p)
-					}
-				}
-			}
+		report := analyze(s.analysisInput(generated, all))
+		targets := s.targetPods()
+		latentOnly := report.Widened() && !slices.ContainsFunc(report.Exposures, func(e analysis.Exposure) bool { return e.Widens && !e.Latent })
+		if report.Widened() {
+			w.reports++
 		}
+		if latentOnly {
+			w.latentOnly++
+		}
+		witness := s.witness(oracle, targets)
 		switch {
 		case witness != "":
-			widened++
+			w.widened++
 			if report.Isolated() {
 				t.Fatalf("seed %d case %d (replay: ORACLE_SEED=%d): the oracle admits undeclared traffic (%s) but the analysis reports Isolated\nspec: %+v\nforeign: %+v",
 					seed+1, i, seed, witness, s.wi.Spec, s.foreign)
 			}
+			if latentOnly {
+				t.Fatalf("seed %d case %d (replay: ORACLE_SEED=%d): the oracle admits undeclared traffic from an existing source (%s) but the analysis reports only latent widenings\nspec: %+v\nforeign: %+v\nreport: %+v",
+					seed+1, i, seed, witness, s.wi.Spec, s.foreign, report.Exposures)
+			}
 		case report.Widened():
-			reportedWithoutSample++ // conservative report, or widening outside the sampled traffic
+			// No existing source proves it: create what the foreign
+			// policies could admit and ask the oracle again.
+			s.addAdmittedSources()
+			if s.witness(oracle, targets) != "" {
+				w.latentConfirmed++
+			} else {
+				w.falsePositives++
+			}
 		}
 	}
-	t.Logf("%d scenarios: %d widened (all reported), %d reported without a sampled witness", cases, widened, reportedWithoutSample)
-	fmt.Printf("oracle property 2: %d scenarios, %d widened by foreign policies, all reported; %d further reports without a sampled witness (conservative)\n",
-		cases, widened, reportedWithoutSample)
+	return w
+}
+
+// witness returns an undeclared connection the oracle allows to one of the
+// target pods, or "".
+func (s *scenario) witness(oracle *matcher.Policy, targets []*pod) string {
+	for _, src := range s.sources() {
+		for _, dst := range targets {
+			if src.pod == dst {
+				continue
+			}
+			for _, p := range s.ports {
+				if s.oracleAllows(oracle, src, dst, p) && !s.declared(src, dst, p) {
+					return fmt.Sprintf("%s -> %s on %s", src, dst.name, p)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// addAdmittedSources adds, for every source entry of the foreign policies,
+// a pod its podSelector admits: in every existing namespace its
+// namespaceSelector admits, and in a new namespace labelled to match it.
+func (s *scenario) addAdmittedSources() {
+	n := 0
+	for _, np := range s.foreign {
+		for _, rule := range np.Spec.Ingress {
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil {
+					continue
+				}
+				podLabels, ok := satisfying(peer.PodSelector)
+				if !ok {
+					continue
+				}
+				var namespaces []string
+				if peer.NamespaceSelector == nil {
+					namespaces = []string{np.Namespace}
+				} else {
+					for _, ns := range s.namespaces {
+						if labelSelectorMatches(peer.NamespaceSelector, ns.labels) {
+							namespaces = append(namespaces, ns.name)
+						}
+					}
+					if nsLabels, ok := satisfying(peer.NamespaceSelector); ok {
+						name := nsLabels[corev1.LabelMetadataName]
+						if name == "" {
+							n++
+							name = fmt.Sprintf("new-%d", n)
+							nsLabels[corev1.LabelMetadataName] = name
+						}
+						if labelSelectorMatches(peer.NamespaceSelector, nsLabels) && !slices.ContainsFunc(s.namespaces, func(ns namespace) bool { return ns.name == name }) {
+							s.namespaces = append(s.namespaces, namespace{name: name, labels: nsLabels})
+							namespaces = append(namespaces, name)
+						}
+					}
+				}
+				for _, ns := range namespaces {
+					n++
+					s.pods = append(s.pods, &pod{namespace: ns, name: fmt.Sprintf("admitted-%d", n), labels: podLabels,
+						ip: fmt.Sprintf("10.245.%d.%d", n/200, n%200+1), ports: s.pods[0].ports})
+				}
+			}
+		}
+	}
+}
+
+// satisfying returns labels a selector matches, if it finds some.
+func satisfying(sel *metav1.LabelSelector) (map[string]string, bool) {
+	out := map[string]string{}
+	if sel == nil {
+		return out, true
+	}
+	for k, v := range sel.MatchLabels {
+		out[k] = v
+	}
+	for _, r := range sel.MatchExpressions {
+		switch r.Operator {
+		case metav1.LabelSelectorOpIn:
+			if _, ok := out[r.Key]; !ok {
+				out[r.Key] = r.Values[0]
+			}
+		case metav1.LabelSelectorOpExists:
+			if _, ok := out[r.Key]; !ok {
+				out[r.Key] = "any"
+			}
+		}
+	}
+	return out, labelSelectorMatches(sel, out)
+}
+
+func labelSelectorMatches(sel *metav1.LabelSelector, set map[string]string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	return err == nil && s.Matches(labels.Set(set))
 }
 
 func pointers(policies []networkingv1.NetworkPolicy) []*networkingv1.NetworkPolicy {
