@@ -29,6 +29,13 @@ const (
 	// (Ready is not affected; declare the CNI in the operator configuration).
 	ConditionEnforced = "Enforced"
 
+	// ConditionSourcesFound says whether every declared source can match
+	// something: False with reason NamespaceNotFound when a from entry's
+	// presetNamespace names a namespace that does not exist (the rule admits
+	// nothing from it until it is created). It does not affect Ready: a
+	// source that matches nothing only restricts.
+	ConditionSourcesFound = "SourcesFound"
+
 	// ConditionStalled is True while the spec cannot be turned into policies
 	// without a change by the user (unknown preset, invalid selector). The
 	// operator does not retry on its own; the last applied policies stay in
@@ -67,6 +74,26 @@ const (
 	ReasonPolicyEnforcementDisabled = "PolicyEnforcementDisabled"
 	// ReasonPolicyAuditMode: the CNI runs its policy engine in audit mode: it logs what the policies would drop and drops nothing.
 	ReasonPolicyAuditMode = "PolicyAuditMode"
+	// ReasonSourcesFound: SourcesFound is True.
+	ReasonSourcesFound = "SourcesFound"
+	// ReasonNamespaceNotFound: a presetNamespace names a namespace that does not exist.
+	ReasonNamespaceNotFound = "NamespaceNotFound"
+	// ReasonPending: the operator has not reconciled the resource yet (the
+	// API server's default for a new resource's Ready condition).
+	ReasonPending = "Pending"
+	// ReasonNameConflict: a generated name is taken by an object this
+	// WorkloadIsolation did not create (a NetworkPolicy written by someone
+	// else, or one generated for another WorkloadIsolation whose names
+	// collide). The operator never modifies or deletes such an object; the
+	// message names it.
+	ReasonNameConflict = "NameConflict"
+	// ReasonNotConverged: a generated policy still differs from the spec
+	// after the operator repaired it (another writer keeps changing it); the
+	// operator retries with back-off instead of writing in a loop.
+	ReasonNotConverged = "NotConverged"
+	// ReasonAnalysisIncomplete: the isolation analysis ran out of its work
+	// budget, so isolation is not proven and is reported as not isolated.
+	ReasonAnalysisIncomplete = "AnalysisIncomplete"
 	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
 	ReasonCNIUnknown = "CNIUnknown"
 )

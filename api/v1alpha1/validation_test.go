@@ -3,12 +3,14 @@ package v1alpha1_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -149,7 +151,50 @@ var _ = Describe("WorkloadIsolation validation", func() {
 			"endPort needs a numeric port and must not be below it"),
 		Entry("unknown field (a typo)", seedTarget+"  ingres: []\n",
 			`unknown field "spec.ingres"`),
+		Entry("CIDR with host bits, which NetworkPolicy rejects",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n",
+			"cidr 10.0.0.1/8 has host bits set; write 10.0.0.0/8"),
+		Entry("IPv6 CIDR with host bits",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: '2001:db8::1/32'}}]\n",
+			"cidr 2001:db8::1/32 has host bits set; write 2001:db8::/32"),
+		Entry("except entry with host bits",
+			seedTarget+"  ingress:\n  - name: lan\n    from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.1/16]}}]\n",
+			"every except entry must be a network address without host bits"),
+		Entry("matchLabels key that is not a label key",
+			"  target:\n    podSelector: {matchLabels: {'app name': local-ai}}\n",
+			"matchLabels keys must be label keys"),
+		Entry("matchLabels key with a name part over 63 characters",
+			"  target:\n    podSelector: {matchLabels: {example.com/"+strings.Repeat("k", 64)+": local-ai}}\n",
+			"matchLabels keys must be label keys"),
+		Entry("matchLabels value that is not a label value",
+			"  target:\n    podSelector: {matchLabels: {app: -local-ai}}\n",
+			"matchLabels values must be label values"),
+		Entry("matchLabels value over 63 characters in a peer",
+			seedTarget+"  ingress:\n  - name: nginx\n    from: [{namespaceSelector: {matchLabels: {team: "+strings.Repeat("v", 64)+"}}}]\n",
+			"matchLabels values must be label values"),
+		Entry("matchExpressions key that is not a label key",
+			"  target:\n    podSelector: {matchExpressions: [{key: 'app/', operator: Exists}]}\n",
+			"spec.target.podSelector.matchExpressions[0].key: Invalid value"),
+		Entry("matchExpressions value that is not a label value",
+			"  target:\n    podSelector: {matchExpressions: [{key: app, operator: In, values: ['a b']}]}\n",
+			"spec.target.podSelector.matchExpressions[0].values[0]: Invalid value"),
 	)
+
+	It("gives a new resource Ready=Unknown (Pending) until the operator reconciles it", func() {
+		u := manifest("pending", seedTarget)
+		Expect(k8sClient.Create(ctx, u)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, u)).To(Succeed()) })
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(u.GroupVersionKind())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), got)).To(Succeed())
+		conditions, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+		Expect(conditions).To(ConsistOf(And(
+			HaveKeyWithValue("type", "Ready"), HaveKeyWithValue("status", "Unknown"), HaveKeyWithValue("reason", "Pending"),
+		)))
+		res, err := kstatus.Compute(got)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Status).To(Equal(kstatus.InProgressStatus), "kstatus, Flux and Argo CD must wait for the operator")
+	})
 
 	It("accepts the seed manifest and defaults mode and protocol", func() {
 		u := manifest("local-ai", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx}]\n    ports: [{port: 8080}]\n")
@@ -169,6 +214,8 @@ var _ = Describe("WorkloadIsolation validation", func() {
 		Entry("matchExpressions", "  target:\n    podSelector: {matchExpressions: [{key: app, operator: In, values: [a, b]}, {key: canary, operator: DoesNotExist}]}\n"),
 		Entry("deny all ingress", seedTarget+"  ingress: []\n"),
 		Entry("preset pointed at another namespace", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx, presetNamespace: ingress-system}]\n"),
+		Entry("label keys with a prefix, and empty label values",
+			"  target:\n    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai, example.com/canary: ''}, matchExpressions: [{key: example.com/tier, operator: NotIn, values: ['', web.v1_2]}]}\n"),
 		Entry("all peer forms and port forms",
 			seedTarget+"  ingress:\n  - name: mixed\n    from:\n    - namespaceSelector: {matchLabels: {team: a}}\n      podSelector: {matchLabels: {app: client}}\n"+
 				"    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    - ipBlock: {cidr: '2001:db8::/32'}\n"+

@@ -165,6 +165,7 @@ type IPBlock struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a valid CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'cidr ' + self + ' has host bits set; write ' + string(cidr(self).masked())"
 	CIDR string `json:"cidr"`
 
 	// except lists ranges inside cidr that are not allowed.
@@ -172,6 +173,7 @@ type IPBlock struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !isCIDR(e) || cidr(e) == cidr(e).masked())",message="every except entry must be a network address without host bits, such as 10.1.0.0/16"
 	Except []string `json:"except,omitempty"`
 }
 
@@ -204,9 +206,13 @@ type IngressPort struct {
 // metav1.LabelSelector: all matchLabels and all matchExpressions must match;
 // an empty selector ({}) selects everything.
 type LabelSelector struct {
-	// matchLabels requires each key to have the given value.
+	// matchLabels requires each key to have the given value. Keys are
+	// label keys (an optional DNS subdomain prefix and "/", then a name of
+	// at most 63 characters); values are label values.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="matchLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))",message="matchLabels values must be label values: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	MatchLabels map[string]string `json:"matchLabels,omitempty"`
 
 	// matchExpressions lists requirements on labels.
@@ -223,6 +229,7 @@ type LabelSelectorRequirement struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
 	Key string `json:"key"`
 
 	// operator is In, NotIn, Exists or DoesNotExist.
@@ -235,6 +242,7 @@ type LabelSelectorRequirement struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
 	Values []string `json:"values,omitempty"`
 }
 
@@ -359,10 +367,17 @@ type WorkloadIsolationStatus struct {
 	// +optional
 	PolicyCount int32 `json:"policyCount"`
 
-	// target is the resolved pod selector, in kubectl's label selector syntax.
+	// target is the resolved pod selector, in kubectl's label selector
+	// syntax, for display; cut to 4096 characters ("...") when longer.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Target string `json:"target,omitempty"`
+
+	// targetSelector is the resolved pod selector (spec.target.podSelector,
+	// or the spec.selector of spec.target.workloadRef) in structured form,
+	// for tools and admission policies that match pods against it.
+	// +optional
+	TargetSelector *metav1.LabelSelector `json:"targetSelector,omitempty"`
 
 	// exposure lists the NetworkPolicies that widen the isolation (see the
 	// Isolated condition).
@@ -407,8 +422,11 @@ type WorkloadIsolation struct {
 	// +required
 	Spec WorkloadIsolationSpec `json:"spec"`
 
-	// status is the observed state.
+	// status is the observed state. Until the operator has reconciled the
+	// resource, Ready is Unknown with reason Pending, so that kstatus, Flux,
+	// Argo CD and kubectl wait do not take a new resource as healthy.
 	// +optional
+	// +kubebuilder:default={conditions: {{type: "Ready", status: "Unknown", reason: "Pending", message: "Waiting for the operator to reconcile", lastTransitionTime: "1970-01-01T00:00:00Z"}}}
 	Status WorkloadIsolationStatus `json:"status,omitempty"`
 }
 

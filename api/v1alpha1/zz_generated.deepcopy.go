@@ -330,6 +330,11 @@ func (in *WorkloadIsolationStatus) DeepCopyInto(out *WorkloadIsolationStatus) {
 		*out = make([]PolicyReference, len(*in))
 		copy(*out, *in)
 	}
+	if in.TargetSelector != nil {
+		in, out := &in.TargetSelector, &out.TargetSelector
+		*out = new(v1.LabelSelector)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Exposure != nil {
 		in, out := &in.Exposure, &out.Exposure
 		*out = make([]Exposure, len(*in))

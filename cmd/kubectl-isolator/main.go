@@ -10,12 +10,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -25,12 +27,20 @@ import (
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/config"
+	"github.com/isolator-dev/isolator/internal/policy"
+	"github.com/isolator-dev/isolator/internal/preset"
+	"github.com/isolator-dev/isolator/internal/status"
 )
 
-const usage = `Usage: kubectl isolator explain NAME [-n NAMESPACE] [--kubeconfig FILE]
+const usage = `Usage: kubectl isolator explain NAME [-n NAMESPACE] [--kubeconfig FILE] [--config FILE]
 
 Shows which sources can reach the pods of WorkloadIsolation NAME, on which
 ports and through which NetworkPolicy, given every policy in the namespace.
+The declared intent is computed from the WorkloadIsolation's spec with the
+operator's own builder; a generated policy that differs from it is shown as
+drift. Presets an administrator added are read from the operator
+configuration file given with --config (the built-in presets need none).
 `
 
 func main() {
@@ -41,17 +51,26 @@ func main() {
 	fs := flag.NewFlagSet("explain", flag.ExitOnError)
 	namespace := fs.String("n", "", "Namespace of the WorkloadIsolation (default: the kubeconfig context's).")
 	kubeconfig := fs.String("kubeconfig", "", "Path of the kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
+	configPath := fs.String("config", "", "The operator configuration file, for presets an administrator added.")
 	name := os.Args[2]
 	if err := fs.Parse(os.Args[3:]); err != nil {
 		os.Exit(2)
 	}
-	if err := run(name, *namespace, *kubeconfig, os.Stdout); err != nil {
+	if err := run(name, *namespace, *kubeconfig, *configPath, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(name, namespace, kubeconfig string, w io.Writer) error {
+func run(name, namespace, kubeconfig, configPath string, w io.Writer) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	presets, err := cfg.Catalog()
+	if err != nil {
+		return err
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
@@ -62,39 +81,57 @@ func run(name, namespace, kubeconfig string, w io.Writer) error {
 		}
 		namespace = ns
 	}
-	cfg, err := loader.ClientConfig()
+	restConfig, err := loader.ClientConfig()
 	if err != nil {
 		return err
 	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(restConfig, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
-	return explain(context.Background(), c, namespace, name, w)
+	return explain(context.Background(), c, presets, namespace, name, w)
+}
+
+// target returns the resolved target selector: the one the operator
+// recorded in status, else spec.target.podSelector.
+func target(wi *isolationv1alpha1.WorkloadIsolation) (*metav1.LabelSelector, error) {
+	switch {
+	case wi.Status.TargetSelector != nil:
+		return wi.Status.TargetSelector, nil
+	case wi.Spec.Target.PodSelector != nil:
+		return wi.Spec.Target.PodSelector.LabelSelector(), nil
+	}
+	return nil, errors.New("the WorkloadIsolation's workloadRef has not been resolved yet; is the operator running?")
 }
 
 // explain prints the paths into the target of a WorkloadIsolation. The
-// declared intent is the policies the operator generated for it
-// (status.policies), as they are in the cluster.
-func explain(ctx context.Context, c client.Reader, namespace, name string, w io.Writer) error {
+// declared intent is computed from the spec with the operator's builder, not
+// taken from the cluster: a generated policy someone widened is shown as an
+// undeclared path and as drift.
+func explain(ctx context.Context, c client.Reader, presets preset.Catalog, namespace, name string, w io.Writer) error {
 	wi := &isolationv1alpha1.WorkloadIsolation{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, wi); err != nil {
 		return err
 	}
-	if wi.Status.Target == "" {
-		return errors.New("the WorkloadIsolation has no resolved target yet; is the operator running?")
+	targetSelector, err := target(wi)
+	if err != nil {
+		return err
 	}
-	in := analysis.Input{Namespace: namespace, Self: name}
+	declared, err := policy.Build(wi, *targetSelector, presets)
+	if err != nil {
+		return fmt.Errorf("computing the declared policies from the spec: %w", err)
+	}
+	in := analysis.Input{Namespace: namespace, Self: name, Declared: declared}
 	pods := &corev1.PodList{}
 	if err := c.List(ctx, pods, client.InNamespace(namespace)); err != nil {
 		return err
 	}
-	selector, err := labels.Parse(wi.Status.Target)
+	selector, err := metav1.LabelSelectorAsSelector(targetSelector)
 	if err != nil {
-		selector = labels.Everything() // "(all pods)"
+		return err
 	}
 	for _, p := range pods.Items {
 		if selector.Matches(labels.Set(p.Labels)) {
@@ -113,19 +150,10 @@ func explain(ctx context.Context, c client.Reader, namespace, name string, w io.
 		return err
 	}
 	in.Policies = policies.Items
-	declared := map[string]bool{}
-	for _, ref := range wi.Status.Policies {
-		declared[ref.Name] = true
-	}
-	for _, p := range policies.Items {
-		if declared[p.Name] {
-			in.Declared = append(in.Declared, p)
-		}
-	}
 	in.OwnerOf = analysis.ControllingIsolation
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "WorkloadIsolation %s/%s: target %s, %d pods\n\n", namespace, name, wi.Status.Target, len(in.TargetPods))
+	fmt.Fprintf(&out, "WorkloadIsolation %s/%s: target %s, %d pods\n\n", namespace, name, status.FormatTarget(targetSelector), len(in.TargetPods))
 	tw := tabwriter.NewWriter(&out, 0, 8, 2, ' ', 0)
 	rows := []string{"POLICY\tPODS\tSOURCES\tPORTS\tDECLARED"}
 	for _, p := range analysis.Explain(in) {
@@ -145,6 +173,13 @@ func explain(ctx context.Context, c client.Reader, namespace, name string, w io.
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if drift := drift(wi, declared, policies.Items); len(drift) > 0 {
+		out.WriteString("\nDrift from the spec:\n")
+		for _, d := range drift {
+			out.WriteString("  - " + d + "\n")
+		}
+	}
+	in.Budget = math.MaxInt
 	report := analysis.Analyze(in)
 	if report.Isolated() {
 		out.WriteString("\nIsolated: only the declared sources can reach the target.\n")
@@ -156,4 +191,28 @@ func explain(ctx context.Context, c client.Reader, namespace, name string, w io.
 	}
 	_, err = io.WriteString(w, out.String())
 	return err
+}
+
+// drift lists the declared policies that are missing from the cluster, held
+// by an object the WorkloadIsolation does not own, or different from the spec.
+func drift(wi *isolationv1alpha1.WorkloadIsolation, declared, inCluster []networkingv1.NetworkPolicy) []string {
+	byName := map[string]*networkingv1.NetworkPolicy{}
+	for i := range inCluster {
+		byName[inCluster[i].Name] = &inCluster[i]
+	}
+	var out []string
+	for i := range declared {
+		want := &declared[i]
+		have, ok := byName[want.Name]
+		switch {
+		case wi.Spec.Mode == isolationv1alpha1.ModeAudit:
+		case !ok:
+			out = append(out, want.Name+": missing")
+		case !policy.Owned(have, wi):
+			out = append(out, want.Name+": held by an object this WorkloadIsolation did not create")
+		case !policy.UpToDate(have, want):
+			out = append(out, want.Name+": differs from the spec (the operator repairs it)")
+		}
+	}
+	return out
 }

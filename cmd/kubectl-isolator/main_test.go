@@ -7,72 +7,96 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/yaml"
+
+	networkingv1 "k8s.io/api/networking/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/config"
+	"github.com/isolator-dev/isolator/internal/policy"
+	"github.com/isolator-dev/isolator/internal/preset"
 )
 
-const scene = `
-- apiVersion: networking.k8s.io/v1
-  kind: NetworkPolicy
-  metadata: {name: local-ai-default-deny, namespace: local-ai}
-  spec: {podSelector: {matchLabels: {app.kubernetes.io/name: local-ai}}, policyTypes: [Ingress]}
-- apiVersion: networking.k8s.io/v1
-  kind: NetworkPolicy
-  metadata: {name: local-ai-allow-nginx, namespace: local-ai}
-  spec:
-    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai}}
-    policyTypes: [Ingress]
-    ingress:
-    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: nginx}}, podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}}]
-      ports: [{protocol: TCP, port: 8080}]
-`
+func builtin(t *testing.T) preset.Catalog {
+	t.Helper()
+	c, err := config.Config{}.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
-func TestExplain(t *testing.T) {
+// scene is the walkthrough with the operator's two policies in place.
+func scene(t *testing.T) (client.Client, *isolationv1alpha1.WorkloadIsolation) {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
-	var policies []networkingv1.NetworkPolicy
-	if err := yaml.Unmarshal([]byte(scene), &policies); err != nil {
-		t.Fatal(err)
-	}
 	wi := &isolationv1alpha1.WorkloadIsolation{
-		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai"},
-		Status: isolationv1alpha1.WorkloadIsolationStatus{
-			Target:   "app.kubernetes.io/name=local-ai",
-			Policies: []isolationv1alpha1.PolicyReference{{Kind: "NetworkPolicy", Name: "local-ai-default-deny"}, {Kind: "NetworkPolicy", Name: "local-ai-allow-nginx"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{
+			Target: isolationv1alpha1.Target{PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
+			Ingress: []isolationv1alpha1.IngressRule{{
+				Name: "nginx", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
+				Ports: []isolationv1alpha1.IngressPort{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
+			}},
 		},
 	}
-	builder := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
-		wi,
+	generated, err := policy.Build(wi, *wi.Spec.Target.PodSelector.LabelSelector(), builtin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The status the operator writes.
+	wi.Status = isolationv1alpha1.WorkloadIsolationStatus{
+		Target:         "app.kubernetes.io/name=local-ai",
+		TargetSelector: wi.Spec.Target.PodSelector.LabelSelector(),
+		Policies:       []isolationv1alpha1.PolicyReference{{Kind: "NetworkPolicy", Name: "local-ai-default-deny"}, {Kind: "NetworkPolicy", Name: "local-ai-allow-nginx"}},
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+		wi, &generated[0], &generated[1],
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Labels: map[string]string{"kubernetes.io/metadata.name": "local-ai"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nginx", Labels: map[string]string{"kubernetes.io/metadata.name": "nginx"}}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: "local-ai", Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: "local-ai", Labels: map[string]string{"app": "client"}}},
-	)
-	for i := range policies {
-		builder = builder.WithObjects(&policies[i])
-	}
-	c := builder.Build()
+	).Build()
+	return c, wi
+}
 
+func explainOutput(t *testing.T, c client.Client) string {
+	t.Helper()
 	var out bytes.Buffer
-	if err := explain(context.Background(), c, "local-ai", "local-ai", &out); err != nil {
+	if err := explain(context.Background(), c, builtin(t), "local-ai", "local-ai", &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
+	return out.String()
+}
+
+func expectLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(squash(out), squash(w)) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	c, _ := scene(t)
+	out := explainOutput(t, c)
+	expectLines(t, out,
 		"target app.kubernetes.io/name=local-ai, 1 pods",
 		"local-ai-allow-nginx   1     pods app.kubernetes.io/name=ingress-nginx in namespaces kubernetes.io/metadata.name=nginx  TCP 8080   yes",
 		"Isolated: only the declared sources can reach the target.",
-	} {
-		if !strings.Contains(squash(out.String()), squash(want)) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
+	)
+	if strings.Contains(out, "Drift") {
+		t.Errorf("no drift expected:\n%s", out)
 	}
 
 	open := &networkingv1.NetworkPolicy{
@@ -84,17 +108,31 @@ func TestExplain(t *testing.T) {
 	if err := c.Create(context.Background(), open); err != nil {
 		t.Fatal(err)
 	}
-	out.Reset()
-	if err := explain(context.Background(), c, "local-ai", "local-ai", &out); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	expectLines(t, explainOutput(t, c),
 		"allow-all-ingress      1     all pods in all namespaces",
 		"Not isolated:\n  - allow-all-ingress: all pods in all namespaces, all ports",
-	} {
-		if !strings.Contains(squash(out.String()), squash(want)) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
+	)
+}
+
+// The intent comes from the spec, not from the generated policies as they
+// are in the cluster: a generated policy someone widened is not "declared".
+func TestExplainShowsAWidenedGeneratedPolicyAsDrift(t *testing.T) {
+	c, _ := scene(t)
+	np := &networkingv1.NetworkPolicy{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "local-ai", Name: "local-ai-allow-nginx"}, np); err != nil {
+		t.Fatal(err)
+	}
+	np.Spec.Ingress[0].Ports = nil // every port
+	if err := c.Update(context.Background(), np); err != nil {
+		t.Fatal(err)
+	}
+	out := explainOutput(t, c)
+	expectLines(t, out,
+		"Drift from the spec:\n  - local-ai-allow-nginx: differs from the spec (the operator repairs it)",
+		"Not isolated:",
+	)
+	if strings.Contains(out, "Isolated: only the declared sources") {
+		t.Errorf("a hand-widened generated policy must not be reported as isolated:\n%s", out)
 	}
 }
 

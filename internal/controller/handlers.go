@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -17,6 +18,7 @@ import (
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/policy"
 )
 
 // Event handlers that map Pod and NetworkPolicy events to the
@@ -57,10 +59,7 @@ func (h podHandler) enqueue(ctx context.Context, q workqueue, pods ...client.Obj
 		return
 	}
 	for _, req := range requests(list.Items, func(wi isolationv1alpha1.WorkloadIsolation) bool {
-		selector, err := labels.Parse(wi.Status.Target)
-		if err != nil || wi.Status.Target == "" {
-			return true // not resolved yet: let the reconciler decide
-		}
+		selector := targetSelector(&wi)
 		for _, pod := range pods {
 			if selector.Matches(labels.Set(pod.GetLabels())) {
 				return true
@@ -139,13 +138,81 @@ func (h policyHandler) enqueue(ctx context.Context, q workqueue, objs ...client.
 		ctrl.LoggerFrom(ctx).Error(err, "listing pods", "namespace", namespace)
 		return
 	}
-	for _, wi := range list.Items {
-		target, err := labels.Parse(wi.Status.Target)
-		if err != nil || wi.Status.Target == "" {
-			target = labels.Everything() // not resolved yet, or all pods
-		}
-		if sharesPod(pods.Items, target, selectors) {
+	for i := range list.Items {
+		wi := &list.Items[i]
+		if sharesPod(pods.Items, targetSelector(wi), selectors) || generates(wi, objs) {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
+		}
+	}
+}
+
+// targetSelector returns the resolved target selector from status, or
+// everything when it is not resolved yet (the reconciler then decides).
+func targetSelector(wi *isolationv1alpha1.WorkloadIsolation) labels.Selector {
+	if wi.Status.TargetSelector == nil {
+		return labels.Everything()
+	}
+	sel, err := metav1.LabelSelectorAsSelector(wi.Status.TargetSelector)
+	if err != nil {
+		return labels.Everything()
+	}
+	return sel
+}
+
+// generates reports whether wi generates a policy of one of the objects'
+// names: a policy that takes or frees such a name changes whether wi can
+// write it.
+func generates(wi *isolationv1alpha1.WorkloadIsolation, objs []client.Object) bool {
+	names := policy.GeneratedNames(wi)
+	return slices.ContainsFunc(objs, func(o client.Object) bool { return slices.Contains(names, o.GetName()) })
+}
+
+// isolationHandler enqueues, for a WorkloadIsolation that is created,
+// deleted or whose spec changed, the other WorkloadIsolations of its
+// namespace that generate one of the same names (before or after the
+// change): a collision appears or goes away on both.
+type isolationHandler struct {
+	client client.Reader
+}
+
+var _ handler.EventHandler = isolationHandler{}
+
+func (h isolationHandler) Create(ctx context.Context, e event.CreateEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h isolationHandler) Update(ctx context.Context, e event.UpdateEvent, q workqueue) {
+	if e.ObjectOld.GetGeneration() == e.ObjectNew.GetGeneration() {
+		return
+	}
+	h.enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+}
+
+func (h isolationHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue) {
+	h.enqueue(ctx, q, e.Object)
+}
+
+func (h isolationHandler) Generic(context.Context, event.GenericEvent, workqueue) {}
+
+func (h isolationHandler) enqueue(ctx context.Context, q workqueue, objs ...client.Object) {
+	var names []string
+	for _, obj := range objs {
+		if wi, ok := obj.(*isolationv1alpha1.WorkloadIsolation); ok {
+			names = append(names, policy.GeneratedNames(wi)...)
+		}
+	}
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := h.client.List(ctx, list, client.InNamespace(objs[0].GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", objs[0].GetNamespace())
+		return
+	}
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.Name == objs[0].GetName() {
+			continue
+		}
+		if slices.ContainsFunc(policy.GeneratedNames(other), func(n string) bool { return slices.Contains(names, n) }) {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: other.Namespace, Name: other.Name}})
 		}
 	}
 }

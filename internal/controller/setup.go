@@ -55,11 +55,13 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Generated names can collide between resources of a namespace.
+		Watches(&isolationv1alpha1.WorkloadIsolation{}, isolationHandler{client: mgr.GetClient()}).
 		// Any NetworkPolicy, generated or not, can change what reaches the
 		// pods it selects: re-evaluate the isolations of those pods.
 		Watches(&networkingv1.NetworkPolicy{}, policyHandler{client: mgr.GetClient()}).
 		WatchesMetadata(&corev1.Pod{}, podHandler{client: mgr.GetClient()}).
-		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapAll),
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapExposed),
 			builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deleteOrCreate())))
 	for _, kind := range []isolationv1alpha1.WorkloadKind{
 		isolationv1alpha1.WorkloadKindDeployment, isolationv1alpha1.WorkloadKindStatefulSet, isolationv1alpha1.WorkloadKindDaemonSet,
@@ -90,10 +92,33 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 	}
 }
 
-// mapAll enqueues every WorkloadIsolation: a namespace's labels can change
-// what a namespaceSelector anywhere admits.
-func (r *WorkloadIsolationReconciler) mapAll(ctx context.Context, _ client.Object) []reconcile.Request {
-	return mapAll(ctx, r)
+// mapExposed enqueues, for a namespace created, deleted or relabelled, the
+// WorkloadIsolations it can affect: those that report an exposure, and those
+// whose presetNamespace names it. Whether a policy widens an isolation does
+// not depend on which namespaces exist (namespace selectors are compared by
+// their requirements); only whether a widening is open now or latent does,
+// and only resources with an exposure have one to report. Other resources
+// are not re-analysed, so namespace churn costs little.
+func (r *WorkloadIsolationReconciler) mapExposed(ctx context.Context, ns client.Object) []reconcile.Request {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations")
+		return nil
+	}
+	return requests(list.Items, func(wi isolationv1alpha1.WorkloadIsolation) bool {
+		return len(wi.Status.Exposure) > 0 || namesPresetNamespace(&wi, ns.GetName())
+	})
+}
+
+func namesPresetNamespace(wi *isolationv1alpha1.WorkloadIsolation, namespace string) bool {
+	for _, rule := range wi.Spec.Ingress {
+		for _, from := range rule.From {
+			if from.PresetNamespace == namespace {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func mapAll(ctx context.Context, r client.Reader) []reconcile.Request {

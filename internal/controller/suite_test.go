@@ -31,6 +31,10 @@ presets:
   from:
   - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
     podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}
+- name: legacy-lan
+  description: an office network written with host bits, which NetworkPolicy rejects
+  from:
+  - ipBlock: {cidr: 10.0.0.1/8}
 `
 
 var (

@@ -7,18 +7,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/analysis"
@@ -43,29 +42,48 @@ type WorkloadIsolationReconciler struct {
 	// (controller-runtime's default, 1, when zero).
 	Workers int
 
+	// Resync is how often a healthy resource is reconciled again when
+	// nothing happened (DefaultResync when zero, never when negative), with
+	// up to 10% jitter.
+	Resync time.Duration
+
 	// recorded remembers the last condition (status/reason) an Event was
 	// recorded for, per object and condition type, so that a reconcile that
 	// starts from a cached object older than its last status write does not
-	// record the same transition twice.
+	// record the same transition twice. Entries go when the object does.
 	recorded sync.Map
+	// written remembers the last status written per object (writtenStatus),
+	// so that a cache older than that write cannot hide a change.
+	written sync.Map
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations/status,verbs=get;patch
+// Generated policies carry an owner reference with blockOwnerDeletion, which
+// the OwnerReferencesPermissionEnforcement admission plugin allows only to
+// those who may update the owner's finalizers.
+// +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes the NetworkPolicies of one WorkloadIsolation, applies
 // them, prunes the ones no longer wanted, and records the outcome in status.
+// A healthy resource comes back after the resync interval, as a backstop for
+// events the operator missed.
 func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	wi := &isolationv1alpha1.WorkloadIsolation{}
 	if err := r.Get(ctx, req.NamespacedName, wi); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !wi.DeletionTimestamp.IsZero() {
 		// Owner references let garbage collection remove the policies.
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	if r.CNI != nil && r.CNI.Current() == nil {
@@ -81,7 +99,10 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		err = errors.Join(err, patchErr)
 	}
 	r.recordTransition(before, wi)
-	return ctrl.Result{}, err
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.resyncAfter()}, nil
 }
 
 // reconcile does the work and says what it achieved. The returned error is
@@ -101,8 +122,6 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		outcome.Failure = failure
 		return withTransient(outcome, err)
 	}
-	wi.Status.Target = formatSelector(selector)
-
 	desired, err := policy.Build(wi, *selector, r.Presets)
 	if specErr := (*policy.SpecError)(nil); errors.As(err, &specErr) {
 		outcome.Failure = &status.Failure{Reason: specErr.Reason, Message: specErr.Error(), Stalled: true}
@@ -111,51 +130,78 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if err != nil {
 		return withTransient(outcome, err)
 	}
+	status.SetTarget(&wi.Status, selector)
 	outcome.Policies = len(desired)
-	wi.Status.Policies = references(desired)
-	wi.Status.PolicyCount = int32(len(desired))
 	pods, err := r.targetPods(ctx, wi.Namespace, selector)
 	if err != nil {
 		return withTransient(outcome, err)
 	}
 	wi.Status.SelectedPods = int32(len(pods))
 
+	contested, err := r.contestedNames(ctx, wi)
+	if err != nil {
+		return withTransient(outcome, err)
+	}
 	written := desired
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		written = nil // Audit writes nothing and removes what Enforce wrote.
 	}
-	if err := r.syncPolicies(ctx, wi, written); err != nil {
-		return withTransient(outcome, err)
+	res, err := r.syncPolicies(ctx, wi, written, contested)
+	if outcome.Mode == isolationv1alpha1.ModeAudit {
+		status.SetPolicies(&wi.Status, references(desired))
+	} else {
+		status.SetPolicies(&wi.Status, ownedReferences(desired, res.owned))
 	}
-	report, err := r.analyze(ctx, wi, pods, desired, written)
+	outcome.Failure = res.failure
 	if err != nil {
 		return withTransient(outcome, err)
 	}
-	outcome.Isolation = report
+	namespaces := &metav1.PartialObjectMetadataList{}
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
+		return withTransient(outcome, fmt.Errorf("listing namespaces: %w", err))
+	}
+	outcome.Isolation, err = r.analyze(ctx, wi, pods, desired, res, namespaces.Items)
+	if err != nil {
+		return withTransient(outcome, err)
+	}
+	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool {
+		return slices.ContainsFunc(namespaces.Items, func(ns metav1.PartialObjectMetadata) bool { return ns.Name == name })
+	})
+	outcome.SourcesChecked = true
 	return outcome, nil
 }
 
+// contestedNames returns the generated names of wi that another
+// WorkloadIsolation of the namespace generates too.
+func (r *WorkloadIsolationReconciler) contestedNames(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) ([]policy.Conflict, error) {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing WorkloadIsolations: %w", err)
+	}
+	return policy.Collisions(wi, list.Items), nil
+}
+
 // analyze checks every NetworkPolicy of the namespace against the declared
-// policies. The policies just written are taken as written, so that the
-// analysis does not report a drift that was repaired a moment ago.
+// policies. The policies just written are taken as written and those just
+// deleted as gone, so that the analysis neither reports a drift that was
+// repaired a moment ago nor a policy that no longer exists.
 func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	pods []analysis.Object, declared, written []networkingv1.NetworkPolicy) (*analysis.Report, error) {
+	pods []analysis.Object, declared []networkingv1.NetworkPolicy, res syncResult, namespaces []metav1.PartialObjectMetadata) (*analysis.Report, error) {
 	// The lists below are only read: skip the cache's deep copies.
 	list := &networkingv1.NetworkPolicyList{}
 	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing NetworkPolicies: %w", err)
 	}
-	current := map[string]networkingv1.NetworkPolicy{}
+	current := make(map[string]networkingv1.NetworkPolicy, len(list.Items))
 	for _, np := range list.Items {
 		current[np.Name] = np
 	}
-	for _, np := range written {
+	for _, np := range res.owned {
 		current[np.Name] = np
 	}
-	namespaces := &metav1.PartialObjectMetadataList{}
-	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing namespaces: %w", err)
+	for _, name := range res.deleted {
+		delete(current, name)
 	}
 	in := analysis.Input{
 		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
@@ -164,7 +210,7 @@ func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolation
 	for _, np := range current {
 		in.Policies = append(in.Policies, np)
 	}
-	for _, ns := range namespaces.Items {
+	for _, ns := range namespaces {
 		in.Namespaces = append(in.Namespaces, analysis.Object{Name: ns.Name, Labels: ns.Labels})
 	}
 	report := analysis.Analyze(in)
@@ -238,100 +284,6 @@ func (r *WorkloadIsolationReconciler) targetPods(ctx context.Context, namespace 
 	return out, nil
 }
 
-// syncPolicies makes the cluster hold exactly the desired policies of wi:
-// it applies those that are missing or differ, and deletes owned policies
-// that are no longer desired. Up-to-date policies cause no request at all.
-func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation, desired []networkingv1.NetworkPolicy) error {
-	existing := &networkingv1.NetworkPolicyList{}
-	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace),
-		client.MatchingLabels{policy.LabelOwner: policy.OwnerLabelValue(wi.Name)}); err != nil {
-		return fmt.Errorf("listing generated NetworkPolicies: %w", err)
-	}
-	owned := map[string]*networkingv1.NetworkPolicy{}
-	for i := range existing.Items {
-		if np := &existing.Items[i]; metav1.IsControlledBy(np, wi) {
-			owned[np.Name] = np
-		}
-	}
-	var errs []error
-	for i := range desired {
-		want := &desired[i]
-		if have, ok := owned[want.Name]; ok && policy.UpToDate(have, want) {
-			delete(owned, want.Name)
-			continue
-		}
-		delete(owned, want.Name)
-		if err := r.apply(ctx, want); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.FromContext(ctx).Info("applied NetworkPolicy", "networkPolicy", want.Name)
-	}
-	if len(errs) > 0 {
-		// Never prune while the desired set is not fully in place.
-		return errors.Join(errs...)
-	}
-	for _, stale := range owned {
-		if err := r.Delete(ctx, stale, client.Preconditions{UID: &stale.UID, ResourceVersion: &stale.ResourceVersion}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting NetworkPolicy %s: %w", stale.Name, err))
-			continue
-		}
-		log.FromContext(ctx).Info("deleted NetworkPolicy no longer wanted", "networkPolicy", stale.Name)
-	}
-	return errors.Join(errs...)
-}
-
-// apply server-side applies one policy with the operator's field manager,
-// taking ownership of every field it sets.
-func (r *WorkloadIsolationReconciler) apply(ctx context.Context, np *networkingv1.NetworkPolicy) error {
-	u, err := policy.ApplyObject(np)
-	if err != nil {
-		return err
-	}
-	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying NetworkPolicy %s: %w", np.Name, err)
-	}
-	return nil
-}
-
-// patchStatus writes the status when, and only when, it changed.
-func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, after *isolationv1alpha1.WorkloadIsolation) error {
-	if equality.Semantic.DeepEqual(before.Status, after.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("updating status: %w", err)
-	}
-	return nil
-}
-
-// recordTransition emits an Event when Ready, Isolated or Enforced changes
-// status or reason: Normal when it turns True, Warning otherwise. A
-// condition's first appearance is recorded only when it is False, so that
-// creating many healthy resources does not write as many Events.
-func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv1alpha1.WorkloadIsolation) {
-	if r.Recorder == nil {
-		return
-	}
-	for _, t := range []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionIsolated, isolationv1alpha1.ConditionEnforced} {
-		was := meta.FindStatusCondition(before.Status.Conditions, t)
-		now := meta.FindStatusCondition(after.Status.Conditions, t)
-		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) ||
-			(was == nil && now.Status != metav1.ConditionFalse) {
-			continue
-		}
-		key, state := string(after.UID)+"/"+t, string(now.Status)+"/"+now.Reason
-		if last, ok := r.recorded.Swap(key, state); ok && last == state {
-			continue
-		}
-		eventType := corev1.EventTypeNormal
-		if now.Status != metav1.ConditionTrue {
-			eventType = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(after, nil, eventType, now.Reason, t, "%s", now.Message)
-	}
-}
-
 func references(policies []networkingv1.NetworkPolicy) []isolationv1alpha1.PolicyReference {
 	refs := make([]isolationv1alpha1.PolicyReference, 0, len(policies))
 	for _, np := range policies {
@@ -339,14 +291,3 @@ func references(policies []networkingv1.NetworkPolicy) []isolationv1alpha1.Polic
 	}
 	return refs
 }
-
-// formatSelector renders a selector in kubectl's syntax for status.target.
-func formatSelector(selector *metav1.LabelSelector) string {
-	if len(selector.MatchLabels) == 0 && len(selector.MatchExpressions) == 0 {
-		return allPods
-	}
-	return metav1.FormatLabelSelector(selector)
-}
-
-// allPods is status.target of an empty selector.
-const allPods = "(all pods)"

@@ -45,11 +45,14 @@ func hasOwnerReferences(have, want *networkingv1.NetworkPolicy) bool {
 }
 
 // ApplyObject returns the server-side apply request body for a generated
-// policy. Unlike the typed object it names every list the operator owns even
-// when empty (spec.ingress: [] of a default-deny policy), so that a rule
-// someone adds to it conflicts with the operator's ownership and is removed
-// by the next forced apply.
-func ApplyObject(np *networkingv1.NetworkPolicy) (*unstructured.Unstructured, error) {
+// policy. Unlike the typed object it names every field of the spec even when
+// empty (spec.ingress: [] of a default-deny policy, spec.egress: []), so that
+// the operator owns the whole spec: a rule someone adds, in either direction,
+// conflicts with the operator's ownership and is removed by the next forced
+// apply, and a repair always converges. When have is not nil, its
+// resourceVersion is a precondition: the apply fails with a conflict if the
+// policy changed (or was replaced) since it was read.
+func ApplyObject(np, have *networkingv1.NetworkPolicy) (*unstructured.Unstructured, error) {
 	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(np)
 	if err != nil {
 		return nil, fmt.Errorf("converting NetworkPolicy %s: %w", np.Name, err)
@@ -57,10 +60,15 @@ func ApplyObject(np *networkingv1.NetworkPolicy) (*unstructured.Unstructured, er
 	u := &unstructured.Unstructured{Object: content}
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(u.Object, "status")
-	if len(np.Spec.Ingress) == 0 {
-		if err := unstructured.SetNestedSlice(u.Object, []any{}, "spec", "ingress"); err != nil {
-			return nil, err
+	for _, list := range []string{"ingress", "egress"} {
+		if _, found, _ := unstructured.NestedSlice(u.Object, "spec", list); !found {
+			if err := unstructured.SetNestedSlice(u.Object, []any{}, "spec", list); err != nil {
+				return nil, err
+			}
 		}
+	}
+	if have != nil {
+		u.SetResourceVersion(have.ResourceVersion)
 	}
 	return u, nil
 }

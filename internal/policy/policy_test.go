@@ -306,18 +306,25 @@ func TestUpToDate(t *testing.T) {
 	}
 }
 
-func TestApplyObjectOwnsEmptyIngress(t *testing.T) {
+func TestApplyObjectOwnsTheWholeSpec(t *testing.T) {
 	desired, err := policy.Build(isolation("wi"), localAI, catalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := policy.ApplyObject(&desired[0])
+	have := desired[0].DeepCopy()
+	have.ResourceVersion = "42"
+	u, err := policy.ApplyObject(&desired[0], have)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ingress, found, _ := unstructured.NestedSlice(u.Object, "spec", "ingress")
-	if !found || len(ingress) != 0 {
-		t.Fatalf("default-deny apply body must carry spec.ingress: [], got found=%v %v", found, ingress)
+	for _, list := range []string{"ingress", "egress"} {
+		rules, found, _ := unstructured.NestedSlice(u.Object, "spec", list)
+		if !found || len(rules) != 0 {
+			t.Fatalf("default-deny apply body must carry spec.%s: [], got found=%v %v", list, found, rules)
+		}
+	}
+	if u.GetResourceVersion() != "42" {
+		t.Errorf("apply body must carry the read resourceVersion as a precondition, got %q", u.GetResourceVersion())
 	}
 	if _, found := u.Object["status"]; found {
 		t.Error("apply body must not carry status")

@@ -6,7 +6,6 @@ package status
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +42,11 @@ type Outcome struct {
 	// Isolation is the analysis of all policies of the namespace; nil when
 	// it could not run (Isolated and exposure are left as they were).
 	Isolation *analysis.Report
+	// MissingSources lists declared sources that cannot match anything now
+	// (see ConditionSourcesFound); nil when not checked.
+	MissingSources []string
+	// SourcesChecked is true when MissingSources was computed.
+	SourcesChecked bool
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -56,7 +60,21 @@ func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	setIsolated(st, o)
 	setEnforced(st, o)
 	setStalled(st, o)
+	setSourcesFound(st, o)
 	setReady(st, o)
+}
+
+func setSourcesFound(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if !o.SourcesChecked {
+		return
+	}
+	c := metav1.Condition{Type: isolationv1alpha1.ConditionSourcesFound, ObservedGeneration: o.Generation,
+		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonSourcesFound, Message: "Every preset namespace exists"}
+	if len(o.MissingSources) > 0 {
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonNamespaceNotFound
+		c.Message = JoinBounded(o.MissingSources, 8)
+	}
+	setCondition(st, c)
 }
 
 func setCNI(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -69,15 +87,14 @@ func setCNI(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		EnforcesNetworkPolicy: metav1.ConditionStatus(o.CNI.Enforces),
 		L7Policy:              o.CNI.L7,
 		Source:                o.CNI.Source,
-		Evidence:              truncate(o.CNI.EvidenceString(), 4096),
+		Evidence:              truncate(o.CNI.EvidenceString(), MaxEvidence),
 	}
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
+// setCondition sets c with its message bounded to MaxMessage.
+func setCondition(st *isolationv1alpha1.WorkloadIsolationStatus, c metav1.Condition) {
+	c.Message = truncate(c.Message, MaxMessage)
+	meta.SetStatusCondition(&st.Conditions, c)
 }
 
 func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -87,14 +104,17 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	st.Exposure = nil
 	var widening, shared []string
 	for _, e := range o.Isolation.Exposures {
-		if len(st.Exposure) < 32 {
+		if len(st.Exposure) < MaxExposures {
 			st.Exposure = append(st.Exposure, isolationv1alpha1.Exposure{
-				Policy: e.Policy, WorkloadIsolation: e.WorkloadIsolation, Summary: truncate(e.Summary, 2048),
+				Policy: truncate(e.Policy, 253), WorkloadIsolation: truncate(e.WorkloadIsolation, 253), Summary: truncate(e.Summary, MaxSummary),
 			})
 		}
 		switch {
+		case e.Policy == analysis.Incomplete:
 		case e.Widens && e.Policy == analysis.Unselected:
 			widening = append(widening, "no policy at all for some target pods")
+		case e.Widens && e.Latent:
+			widening = append(widening, e.Policy+" (latent)")
 		case e.Widens:
 			widening = append(widening, e.Policy)
 		case !slices.Contains(shared, e.WorkloadIsolation):
@@ -103,17 +123,23 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	}
 	c := metav1.Condition{Type: isolationv1alpha1.ConditionIsolated, ObservedGeneration: o.Generation}
 	switch {
+	case o.Isolation.Incomplete != "":
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonAnalysisIncomplete
+		c.Message = "Isolation is not proven: " + o.Isolation.Incomplete
+		if len(widening) > 0 {
+			c.Message += "; already found: " + JoinBounded(widening, 10)
+		}
 	case len(widening) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy
-		c.Message = fmt.Sprintf("NetworkPolicies admit more than declared: %s (see status.exposure)", strings.Join(widening, ", "))
+		c.Message = fmt.Sprintf("NetworkPolicies admit more than declared: %s (see status.exposure)", JoinBounded(widening, 10))
 	case len(shared) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonSharedTarget
-		c.Message = fmt.Sprintf("WorkloadIsolation %s also selects these pods", strings.Join(shared, ", "))
+		c.Message = fmt.Sprintf("WorkloadIsolation %s also selects these pods", JoinBounded(shared, 10))
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources
 		c.Message = "Only the declared sources can reach the target pods"
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
+	setCondition(st, c)
 }
 
 // notIsolated reports whether policies were written but others widen them.
@@ -132,7 +158,7 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	if o.CNI == nil {
 		return
 	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+	setCondition(st, metav1.Condition{
 		Type:               isolationv1alpha1.ConditionEnforced,
 		Status:             metav1.ConditionStatus(o.CNI.Enforces),
 		Reason:             o.CNI.Reason,
@@ -160,7 +186,7 @@ func setPoliciesApplied(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonApplied
 		c.Message = fmt.Sprintf("%d NetworkPolicies applied", o.Policies)
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
+	setCondition(st, c)
 }
 
 func setStalled(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -168,7 +194,7 @@ func setStalled(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		meta.RemoveStatusCondition(&st.Conditions, isolationv1alpha1.ConditionStalled)
 		return
 	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+	setCondition(st, metav1.Condition{
 		Type:               isolationv1alpha1.ConditionStalled,
 		Status:             metav1.ConditionTrue,
 		Reason:             o.Failure.Reason,
@@ -195,5 +221,5 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled
 		c.Message = "Isolation policies are in place"
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
+	setCondition(st, c)
 }

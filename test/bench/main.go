@@ -325,7 +325,7 @@ func bareClient(ctx context.Context, o options) (time.Duration, error) {
 			return err
 		}
 		for k := range nps {
-			u, err := policy.ApplyObject(&nps[k])
+			u, err := policy.ApplyObject(&nps[k], nil)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,119 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// maxSizeIsolation is a WorkloadIsolation at the CRD's maximum sizes: 32
+// rules of 32 sources (every namespace, some pods) and 32 ports each.
+func maxSizeIsolation(namespace, name string) *isolationv1alpha1.WorkloadIsolation {
+	wi := &isolationv1alpha1.WorkloadIsolation{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
+			PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+		}},
+	}
+	for r := range 32 {
+		rule := isolationv1alpha1.IngressRule{Name: fmt.Sprintf("rule-%02d", r)}
+		for p := range 32 {
+			rule.From = append(rule.From, isolationv1alpha1.IngressPeer{
+				NamespaceSelector: &isolationv1alpha1.LabelSelector{},
+				PodSelector:       &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("client-%d-%d", r, p)}},
+			})
+		}
+		for port := range 32 {
+			rule.Ports = append(rule.Ports, isolationv1alpha1.IngressPort{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(int32(8000 + port)))})
+		}
+		wi.Spec.Ingress = append(wi.Spec.Ingress, rule)
+	}
+	return wi
+}
+
+var _ = Describe("Bounded work", Serial, func() {
+	It("reconciles resources at the maximum sizes quickly and still protects others promptly while they churn", func() {
+		ctx := context.Background()
+		var namespaces []string
+		for range 100 {
+			namespaces = append(namespaces, newNamespace(ctx, "scale"))
+		}
+		big := newNamespace(ctx, "big")
+		createPod(ctx, big, "local-ai-0", map[string]string{"app.kubernetes.io/name": "local-ai"})
+		var large []*isolationv1alpha1.WorkloadIsolation
+		for i := range 8 {
+			wi := maxSizeIsolation(big, fmt.Sprintf("large-%d", i))
+			Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+			large = append(large, wi)
+		}
+		for _, wi := range large {
+			Eventually(getIsolation(ctx, wi), 60*time.Second, interval).Should(
+				haveCondition(isolationv1alpha1.ConditionPoliciesApplied, metav1.ConditionTrue, isolationv1alpha1.ReasonApplied))
+		}
+
+		// One reconcile of a large resource, timed (reads from the cache).
+		var writes atomic.Int64
+		r := countingReconciler(&writes)
+		start := time.Now()
+		_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(large[0])})
+		Expect(err).NotTo(HaveOccurred())
+		reconcileTime := time.Since(start)
+		GinkgoWriter.Printf("reconcile of a maximum-size WorkloadIsolation (32x32x32, 100+ namespaces): %s\n", reconcileTime)
+		AddReportEntry("maximum-size reconcile", reconcileTime.String())
+
+		// Elsewhere, a small resource whose policy is deleted while every
+		// namespace is relabelled.
+		other := newNamespace(ctx, "other")
+		small := seedIsolation(other)
+		Expect(k8sClient.Create(ctx, small)).To(Succeed())
+		Eventually(getIsolation(ctx, small), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ns := &corev1.Namespace{}
+				Expect(k8sClient.Get(ctx, types.NamespacedName{Name: namespaces[i%len(namespaces)]}, ns)).To(Succeed())
+				ns.Labels["churn"] = fmt.Sprint(i)
+				Expect(k8sClient.Update(ctx, ns)).To(Succeed())
+			}
+		}()
+		time.Sleep(time.Second)
+		np, err := getPolicy(ctx, other, "local-ai-allow-nginx")()
+		Expect(err).NotTo(HaveOccurred())
+		deleted := time.Now()
+		Expect(k8sClient.Delete(ctx, np)).To(Succeed())
+		Eventually(func() (types.UID, error) {
+			restored, err := getPolicy(ctx, other, "local-ai-allow-nginx")()
+			return restored.UID, err
+		}, 30*time.Second, 10*time.Millisecond).ShouldNot(Equal(np.UID))
+		restoreTime := time.Since(deleted)
+		close(stop)
+		wg.Wait()
+		GinkgoWriter.Printf("policy restored %s after deletion, while 100 namespaces were relabelled and 8 maximum-size resources existed\n", restoreTime)
+		AddReportEntry("restore under namespace churn", restoreTime.String())
+	})
+})

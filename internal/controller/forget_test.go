@@ -1,0 +1,59 @@
+package controller
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/localcp"
+)
+
+func entries(m interface{ Range(func(k, v any) bool) }) int {
+	n := 0
+	m.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// What the reconciler remembers per object (the last Event per condition,
+// the last status written) goes with the object, so memory does not grow
+// with every resource ever created.
+func TestReconcilerForgetsDeletedObjects(t *testing.T) {
+	ctx := context.Background()
+	wi := &isolationv1alpha1.WorkloadIsolation{
+		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
+			PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}},
+		}},
+	}
+	allowAll := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "local-ai"},
+		Spec:       networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}},
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "local-ai", Labels: map[string]string{"app": "local-ai"}}}
+	server := fake.NewClientBuilder().WithScheme(localcp.Scheme()).WithObjects(wi, allowAll, pod).WithStatusSubresource(wi).Build()
+	r := &WorkloadIsolationReconciler{Client: server, Recorder: events.NewFakeRecorder(10)}
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(wi)}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if entries(&r.recorded) == 0 || entries(&r.written) == 0 {
+		t.Fatalf("expected remembered state after a widened reconcile: %d events, %d statuses", entries(&r.recorded), entries(&r.written))
+	}
+	if err := server.Delete(ctx, wi); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := entries(&r.recorded), entries(&r.written); n != 0 || m != 0 {
+		t.Errorf("after deletion the reconciler still remembers %d events and %d statuses", n, m)
+	}
+}

@@ -1,0 +1,114 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// DefaultResync is how often a healthy WorkloadIsolation is reconciled again
+// when nothing happened, as a backstop for missed events.
+const DefaultResync = 10 * time.Minute
+
+// writtenStatus is the last status this process wrote for one object.
+type writtenStatus struct {
+	uid             types.UID
+	resourceVersion string
+	status          isolationv1alpha1.WorkloadIsolationStatus
+}
+
+// patchStatus writes the status when it differs from what the server holds.
+// What the server holds is the cached copy, unless this process wrote the
+// status since and the cache has not caught up (its resourceVersion differs
+// from the one the write returned): then it is what was written. A stale
+// cache can therefore not hide a change. The patch carries the cached
+// resourceVersion (optimistic locking), so a patch computed from a stale
+// copy fails with a conflict and is retried instead of overwriting newer
+// status.
+func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, after *isolationv1alpha1.WorkloadIsolation) error {
+	key := client.ObjectKeyFromObject(after)
+	server := &before.Status
+	if v, ok := r.written.Load(key); ok {
+		last := v.(writtenStatus)
+		if last.uid == after.UID && last.resourceVersion != before.ResourceVersion {
+			server = &last.status
+		}
+	}
+	if equality.Semantic.DeepEqual(*server, after.Status) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, after, patch); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("updating status: %w", err))
+	}
+	r.written.Store(key, writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
+	return nil
+}
+
+// forget drops what the reconciler remembers of a deleted object.
+func (r *WorkloadIsolationReconciler) forget(key types.NamespacedName) {
+	r.written.Delete(key)
+	for _, t := range eventConditions {
+		r.recorded.Delete(recordKey(key, t))
+	}
+}
+
+// resyncAfter returns the resync interval with up to 10% jitter, so that
+// resources created together do not come back together.
+func (r *WorkloadIsolationReconciler) resyncAfter() time.Duration {
+	d := r.Resync
+	if d == 0 {
+		d = DefaultResync
+	}
+	if d < 0 {
+		return 0
+	}
+	return d + time.Duration(rand.Int64N(int64(d/10)+1))
+}
+
+// eventConditions are the conditions whose transitions are recorded as Events.
+var eventConditions = []string{isolationv1alpha1.ConditionReady, isolationv1alpha1.ConditionIsolated, isolationv1alpha1.ConditionEnforced}
+
+func recordKey(key types.NamespacedName, condition string) string {
+	return key.String() + "/" + condition
+}
+
+// recordTransition emits an Event when Ready, Isolated or Enforced changes
+// status or reason: Normal when it turns True, Warning otherwise. A
+// condition's first appearance is recorded only when it is False, so that
+// creating many healthy resources does not write as many Events.
+func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv1alpha1.WorkloadIsolation) {
+	if r.Recorder == nil {
+		return
+	}
+	for _, t := range eventConditions {
+		was := meta.FindStatusCondition(before.Status.Conditions, t)
+		now := meta.FindStatusCondition(after.Status.Conditions, t)
+		if was != nil && was.Reason == isolationv1alpha1.ReasonPending {
+			was = nil // the API server's placeholder, not a state of ours
+		}
+		if now == nil || (was != nil && was.Status == now.Status && was.Reason == now.Reason) ||
+			(was == nil && now.Status != metav1.ConditionFalse) {
+			continue
+		}
+		key, state := recordKey(client.ObjectKeyFromObject(after), t), string(now.Status)+"/"+now.Reason
+		if last, ok := r.recorded.Swap(key, state); ok && last == state {
+			continue
+		}
+		eventType := corev1.EventTypeNormal
+		if now.Status != metav1.ConditionTrue {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(after, nil, eventType, now.Reason, t, "%s", now.Message)
+	}
+}

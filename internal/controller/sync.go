@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/policy"
+	"github.com/isolator-dev/isolator/internal/status"
+)
+
+// syncResult is what syncPolicies did and found.
+type syncResult struct {
+	// owned are the policies of the WorkloadIsolation in the cluster after
+	// the sync, as written or as read.
+	owned []networkingv1.NetworkPolicy
+	// deleted are the names of the policies this sync deleted.
+	deleted []string
+	// failure, when not nil, says why the desired policies are not all in
+	// place (a name conflict, an invalid object, a repair that did not
+	// converge).
+	failure *status.Failure
+}
+
+// syncPolicies makes the cluster hold exactly the desired policies of wi,
+// touching only the policies wi owns (policy.Owned): it creates the missing
+// ones, repairs the owned ones that differ, and deletes the owned ones no
+// longer desired. Up-to-date policies cause no request at all. Names taken by
+// objects wi does not own, or contested by another WorkloadIsolation
+// (contested), are reported and left alone.
+func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
+	desired []networkingv1.NetworkPolicy, contested []policy.Conflict) (syncResult, error) {
+	existing := &networkingv1.NetworkPolicyList{}
+	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace)); err != nil {
+		return syncResult{}, fmt.Errorf("listing NetworkPolicies: %w", err)
+	}
+	plan := policy.PlanSync(wi, desired, existing.Items, contested)
+	var res syncResult
+	for _, np := range plan.Keep {
+		res.owned = append(res.owned, *np)
+	}
+	if len(plan.Conflicts) > 0 {
+		res.failure = conflictFailure(plan.Conflicts)
+	}
+
+	var errs []error
+	for _, want := range plan.Create {
+		created, err := r.create(ctx, want)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.owned = append(res.owned, *created)
+	}
+	for _, u := range plan.Update {
+		repaired, err := r.apply(ctx, u.Want, u.Have)
+		if err != nil {
+			errs = append(errs, err)
+			res.owned = append(res.owned, *u.Have)
+			continue
+		}
+		res.owned = append(res.owned, *repaired)
+		if !policy.UpToDate(repaired, u.Want) {
+			// Someone else's write won between our read and our apply, or
+			// an admission plugin changes the object: do not write again at
+			// once, back off and say so.
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s still differs from the spec after repair", u.Want.Name))
+			res.failure = &status.Failure{Reason: isolationv1alpha1.ReasonNotConverged,
+				Message: fmt.Sprintf("NetworkPolicy %s still differs from the spec after it was repaired; retrying with back-off", u.Want.Name)}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Never prune while the desired set is not fully in place.
+		return res, r.classify(err, &res)
+	}
+	for _, stale := range plan.Prune {
+		if err := r.Delete(ctx, stale, client.Preconditions{UID: &stale.UID, ResourceVersion: &stale.ResourceVersion}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("deleting NetworkPolicy %s: %w", stale.Name, err))
+			res.owned = append(res.owned, *stale)
+			continue
+		}
+		res.deleted = append(res.deleted, stale.Name)
+		log.FromContext(ctx).Info("deleted NetworkPolicy no longer wanted", "networkPolicy", stale.Name)
+	}
+	return res, errors.Join(errs...)
+}
+
+// classify turns a write error into the sync's failure: the API server
+// rejecting a generated object as invalid (422) is a spec problem that a
+// retry cannot fix. Anything else, a name taken between our read and our
+// create included (reported as a conflict once the cache holds the object),
+// is transient and returned.
+func (r *WorkloadIsolationReconciler) classify(err error, res *syncResult) error {
+	if apierrors.IsInvalid(err) {
+		res.failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Stalled: true,
+			Message: "the API server rejected a generated NetworkPolicy: " + err.Error()}
+		return nil
+	}
+	return err
+}
+
+func conflictFailure(conflicts []policy.Conflict) *status.Failure {
+	names := make([]string, 0, len(conflicts))
+	for _, c := range conflicts {
+		names = append(names, c.String())
+	}
+	return &status.Failure{
+		Reason:  isolationv1alpha1.ReasonNameConflict,
+		Stalled: true,
+		Message: "generated names are taken: " + status.JoinBounded(names, 8) +
+			"; those objects are left untouched and no policy that could widen access was written." +
+			" Rename this WorkloadIsolation or its rules, or remove the other object",
+	}
+}
+
+// create creates a policy that does not exist yet. Unlike an apply, a create
+// fails when an object of that name appeared in the meantime, so the operator
+// never takes over an object it did not create.
+func (r *WorkloadIsolationReconciler) create(ctx context.Context, want *networkingv1.NetworkPolicy) (*networkingv1.NetworkPolicy, error) {
+	obj := want.DeepCopy()
+	if err := r.Create(ctx, obj, client.FieldOwner(FieldOwner)); err != nil {
+		return nil, fmt.Errorf("creating NetworkPolicy %s: %w", want.Name, err)
+	}
+	log.FromContext(ctx).Info("created NetworkPolicy", "networkPolicy", want.Name)
+	return obj, nil
+}
+
+// apply repairs an owned policy with a forced server-side apply that names
+// the whole spec, on the precondition that the policy is still the one read
+// (have's resourceVersion): a policy replaced by someone else in between is
+// not taken over.
+func (r *WorkloadIsolationReconciler) apply(ctx context.Context, want, have *networkingv1.NetworkPolicy) (*networkingv1.NetworkPolicy, error) {
+	u, err := policy.ApplyObject(want, have)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying NetworkPolicy %s: %w", want.Name, err)
+	}
+	out := &networkingv1.NetworkPolicy{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		return nil, fmt.Errorf("reading applied NetworkPolicy %s: %w", want.Name, err)
+	}
+	log.FromContext(ctx).Info("repaired NetworkPolicy", "networkPolicy", want.Name)
+	return out, nil
+}
+
+// ownedReferences lists the owned policies in the order of desired, then
+// any other owned ones (not yet pruned) by name.
+func ownedReferences(desired, owned []networkingv1.NetworkPolicy) []isolationv1alpha1.PolicyReference {
+	present := map[string]bool{}
+	for _, np := range owned {
+		present[np.Name] = true
+	}
+	refs := []isolationv1alpha1.PolicyReference{}
+	for _, np := range desired {
+		if present[np.Name] {
+			refs = append(refs, isolationv1alpha1.PolicyReference{Kind: "NetworkPolicy", Name: np.Name})
+			delete(present, np.Name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(present)) {
+		refs = append(refs, isolationv1alpha1.PolicyReference{Kind: "NetworkPolicy", Name: name})
+	}
+	return refs
+}
