@@ -165,7 +165,7 @@ type IPBlock struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a valid CIDR such as 10.0.0.0/8 or 2001:db8::/32"
-	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'cidr ' + self + ' has host bits set; write ' + string(cidr(self).masked())"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="cidr has host bits set: write the network address, whose bits after the prefix length are zero (10.0.0.0/8, not 10.0.0.1/8)"
 	CIDR string `json:"cidr"`
 
 	// except lists ranges inside cidr that are not allowed.
@@ -206,13 +206,11 @@ type IngressPort struct {
 // metav1.LabelSelector: all matchLabels and all matchExpressions must match;
 // an empty selector ({}) selects everything.
 type LabelSelector struct {
-	// matchLabels requires each key to have the given value. Keys are
-	// label keys (an optional DNS subdomain prefix and "/", then a name of
-	// at most 63 characters); values are label values.
+	// matchLabels requires each key to have the given value. Keys must be
+	// label keys and values label values; the operator checks them before it
+	// writes anything (the API server cannot afford to check map entries).
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="matchLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))",message="matchLabels values must be label values: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	MatchLabels map[string]string `json:"matchLabels,omitempty"`
 
 	// matchExpressions lists requirements on labels.
@@ -229,7 +227,7 @@ type LabelSelectorRequirement struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=317
-	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
 	Key string `json:"key"`
 
 	// operator is In, NotIn, Exists or DoesNotExist.

@@ -197,7 +197,7 @@ var _ = Describe("Drift repair", func() {
 		Eventually(writesWhileIdle, 3*timeout, interval).Should(BeZero())
 		GinkgoWriter.Printf("writes from the edit until idle: %d\n", managerWrites.Load()-before)
 		AddReportEntry("writes after a foreign egress edit", managerWrites.Load()-before)
-		Expect(managerWrites.Load() - before).To(BeNumerically("<=", 10), "a repair converges in a few writes")
+		Expect(managerWrites.Load()-before).To(BeNumerically("<=", 10), "a repair converges in a few writes")
 	})
 
 	It("does not report the policy of a rule it just removed", func() {

@@ -87,9 +87,9 @@ func TestPlanSync(t *testing.T) {
 	moved.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "elsewhere"}}
 
 	tests := []struct {
-		name                              string
-		existing                          []networkingv1.NetworkPolicy
-		contested                         []policy.Conflict
+		name                             string
+		existing                         []networkingv1.NetworkPolicy
+		contested                        []policy.Conflict
 		create, update, prune, conflicts []string
 	}{
 		{name: "nothing there: create all", create: []string{deny.Name, nginx.Name, metrics.Name}},
