@@ -36,10 +36,10 @@ help: ## Show this help.
 ##@ Main commands
 
 .PHONY: demo
-demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (KEEP=1 keeps it running).
+demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (CNI=canal for Canal instead of Cilium, KEEP=1 keeps it running).
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go run ./hack/demo --manager $(LOCALBIN)/manager --plugin $(LOCALBIN)/kubectl-isolator --crds config/crd/bases \
-		--sample config/samples/isolation_v1alpha1_workloadisolation.yaml $(if $(KEEP),--keep,)
+		--sample config/samples/isolation_v1alpha1_workloadisolation.yaml $(if $(CNI),--cni $(CNI),) $(if $(KEEP),--keep,)
 
 .PHONY: test
 test: envtest ## Run all unit, envtest, oracle and chart suites (vet and format checks included).

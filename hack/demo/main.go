@@ -1,9 +1,12 @@
 // Command demo shows Isolator at work with no cluster at all: it starts the
 // local control plane (kube-apiserver, etcd, garbage collector), installs the
 // CRD, runs the operator binary, builds the walkthrough's scene (LocalAI and
-// ingress-nginx as API objects), applies the sample WorkloadIsolation, waits
-// until it is Ready, and prints what the operator generated. It exits 0 on
-// success. Run it with `make demo` (KEEP=1 to keep the control plane up).
+// ingress-nginx as API objects, and the CNI of a KKP user cluster: Cilium,
+// KKP's default, or Canal with --cni canal), applies the sample
+// WorkloadIsolation, waits until it is Ready with the CNI reported as
+// enforcing, and prints what the operator generated. It exits 0 on success.
+// Run it with `make demo` (CNI=canal for Canal, KEEP=1 to keep the control
+// plane up).
 package main
 
 import (
@@ -44,6 +47,7 @@ type options struct {
 	plugin  string
 	crds    string
 	sample  string
+	cni     string
 	keep    bool
 	timeout time.Duration
 }
@@ -54,9 +58,14 @@ func main() {
 	flag.StringVar(&o.plugin, "plugin", "bin/kubectl-isolator", "Path of the kubectl plugin binary.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of the CRD manifests.")
 	flag.StringVar(&o.sample, "sample", "config/samples/isolation_v1alpha1_workloadisolation.yaml", "WorkloadIsolation to apply.")
+	flag.StringVar(&o.cni, "cni", "cilium", "CNI of the scene: cilium (KKP's default for user clusters) or canal.")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the control plane and operator running until interrupted, and print a kubeconfig for kubectl.")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "How long to wait for the WorkloadIsolation to become Ready.")
 	flag.Parse()
+	if _, ok := cniScenes[o.cni]; !ok {
+		fmt.Fprintf(os.Stderr, "unknown --cni %q: use cilium or canal\n", o.cni)
+		os.Exit(2)
+	}
 
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo FAILED: %v\n", err)
@@ -92,8 +101,9 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	step("Creating the walkthrough's scene: LocalAI in namespace local-ai, ingress-nginx in namespace nginx, KKP's default CNI Canal")
-	if err := createScene(ctx, c); err != nil {
+	scene := cniScenes[o.cni]
+	step("Creating the walkthrough's scene: LocalAI in namespace local-ai, ingress-nginx in namespace nginx, %s", scene.description)
+	if err := createScene(ctx, c, scene.objects()); err != nil {
 		return err
 	}
 
@@ -150,7 +160,7 @@ func newClient(cfg *rest.Config) (client.Client, error) {
 
 // createScene creates what the walkthrough deploys, as API objects: there is
 // no kubelet, so pods are created directly and never run.
-func createScene(ctx context.Context, c client.Client) error {
+func createScene(ctx context.Context, c client.Client, cniObjects []client.Object) error {
 	localAI := map[string]string{"app.kubernetes.io/name": "local-ai", "app.kubernetes.io/instance": "local-ai"}
 	nginx := map[string]string{"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"}
 	objects := []client.Object{
@@ -164,8 +174,8 @@ func createScene(ctx context.Context, c client.Client) error {
 		pod("local-ai", "local-ai-local-ai-0", localAI, "localai/localai:latest-cpu", 8080),
 		deployment("nginx", "nginx-ingress-nginx-controller", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
 		pod("nginx", "nginx-ingress-nginx-controller-0", nginx, "registry.k8s.io/ingress-nginx/controller:v1.12.0", 80),
-		canal(),
 	}
+	objects = append(objects, cniObjects...)
 	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil {
 			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
@@ -174,8 +184,74 @@ func createScene(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-// canal is the CNI DaemonSet KKP deploys by default: calico-node enforces
-// NetworkPolicy, kube-flannel provides the network.
+// cniScene is the CNI part of the scene, as it appears in a KKP user cluster.
+type cniScene struct {
+	description string
+	objects     func() []client.Object
+}
+
+var cniScenes = map[string]cniScene{
+	"cilium": {"Cilium (KKP's default CNI for user clusters)", func() []client.Object {
+		return []client.Object{ciliumConfig(), cilium()}
+	}},
+	"canal": {"Canal (supported by KKP, its default for edge clusters)", func() []client.Object {
+		return []client.Object{canal()}
+	}},
+}
+
+// ciliumConfig is the agent's configuration with the settings of a KKP user
+// cluster: policy enforcement in its default mode (a pod selected by a
+// policy allows only what the policies allow), no audit mode, tunnelling
+// with VXLAN, Kubernetes IPAM, kube-proxy replacement and Hubble.
+func ciliumConfig() *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "cilium-config", Namespace: "kube-system",
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "Helm"}},
+		Data: map[string]string{
+			"enable-policy":            "default",
+			"policy-audit-mode":        "false",
+			"identity-allocation-mode": "crd",
+			"cluster-name":             "default",
+			"cluster-id":               "0",
+			"ipam":                     "kubernetes",
+			"routing-mode":             "tunnel",
+			"tunnel-protocol":          "vxlan",
+			"kube-proxy-replacement":   "true",
+			"enable-ipv4":              "true",
+			"enable-ipv6":              "false",
+			"enable-l7-proxy":          "true",
+			"enable-hubble":            "true",
+			"hubble-listen-address":    ":4244",
+		},
+	}
+}
+
+// cilium is the Cilium agent DaemonSet: the cilium-agent container enforces
+// NetworkPolicy as cilium-config says.
+func cilium() *appsv1.DaemonSet {
+	const image = "quay.io/cilium/cilium:v1.19.4"
+	labels := map[string]string{"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent", "app.kubernetes.io/part-of": "cilium"}
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "cilium", Namespace: "kube-system", Labels: labels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "cilium"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{
+					{Name: "config", Image: image, Command: []string{"cilium-dbg", "build-config"}},
+					{Name: "mount-bpf-fs", Image: image},
+					{Name: "clean-cilium-state", Image: image, Command: []string{"/init-container.sh"}},
+					{Name: "install-cni-binaries", Image: image, Command: []string{"/install-plugin.sh"}},
+				},
+				Containers: []corev1.Container{
+					{Name: "cilium-agent", Image: image, Command: []string{"cilium-agent"}, Args: []string{"--config-dir=/tmp/cilium/config-map"}},
+				},
+			}},
+		},
+	}
+}
+
+// canal is Canal's CNI DaemonSet: calico-node enforces NetworkPolicy,
+// kube-flannel provides the network.
 func canal() *appsv1.DaemonSet {
 	labels := map[string]string{"k8s-app": "canal"}
 	return &appsv1.DaemonSet{
