@@ -10,6 +10,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -70,10 +72,15 @@ var _ = Describe("Bounded work", Serial, func() {
 		r := countingReconciler(&writes)
 		start := time.Now()
 		_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(large[0])})
-		Expect(err).NotTo(HaveOccurred())
+		// The running manager may have written the status meanwhile: a
+		// conflict is the optimistic lock at work, not a failure.
+		Expect(err == nil || apierrors.IsConflict(err)).To(BeTrue(), "%v", err)
 		reconcileTime := time.Since(start)
 		GinkgoWriter.Printf("reconcile of a maximum-size WorkloadIsolation (32x32x32, 100+ namespaces): %s\n", reconcileTime)
 		AddReportEntry("maximum-size reconcile", reconcileTime.String())
+		if c := meta.FindStatusCondition(getIsolation(ctx, large[0])().Status.Conditions, isolationv1alpha1.ConditionIsolated); c != nil {
+			GinkgoWriter.Printf("its Isolated condition: %s/%s\n", c.Status, c.Reason)
+		}
 
 		// Elsewhere, a small resource whose policy is deleted while every
 		// namespace is relabelled.

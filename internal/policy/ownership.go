@@ -12,13 +12,17 @@ import (
 )
 
 // Owned reports whether np was created by the WorkloadIsolation owner: its
-// controller owner reference names owner's UID and it carries the generated
-// labels of owner. A policy with a generated name is not owned without both:
-// the operator never modifies or deletes an object it did not create.
+// controller owner reference names owner's UID, and its generated owner
+// label, if present, names owner. A policy with a generated name but no such
+// controller reference is not owned, whatever its labels say: the operator
+// never modifies or deletes an object it did not create. A generated label
+// someone removed from an owned policy is restored by the next repair.
 func Owned(np *networkingv1.NetworkPolicy, owner *isolationv1alpha1.WorkloadIsolation) bool {
-	return metav1.IsControlledBy(np, owner) &&
-		np.Labels[LabelManagedBy] == ManagedByValue &&
-		np.Labels[LabelOwner] == OwnerLabelValue(owner.Name)
+	if !metav1.IsControlledBy(np, owner) {
+		return false
+	}
+	label, ok := np.Labels[LabelOwner]
+	return !ok || label == OwnerLabelValue(owner.Name)
 }
 
 // GeneratedNames returns the names of every policy wi generates, whatever

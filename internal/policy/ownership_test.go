@@ -46,9 +46,9 @@ func TestOwned(t *testing.T) {
 		{"controlled, but the owner label names another resource", func(np *networkingv1.NetworkPolicy) {
 			np.Labels[policy.LabelOwner] = "other"
 		}, false},
-		{"controlled, managed-by label removed", func(np *networkingv1.NetworkPolicy) {
-			delete(np.Labels, policy.LabelManagedBy)
-		}, false},
+		{"controlled, generated labels removed (repaired, not abandoned)", func(np *networkingv1.NetworkPolicy) {
+			np.Labels = nil
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
