@@ -29,11 +29,12 @@ const (
 	// (Ready is not affected; declare the CNI in the operator configuration).
 	ConditionEnforced = "Enforced"
 
-	// ConditionSourcesFound says whether every declared source can match
-	// something: False with reason NamespaceNotFound when a from entry's
-	// presetNamespace names a namespace that does not exist (the rule admits
-	// nothing from it until it is created). It does not affect Ready: a
-	// source that matches nothing only restricts.
+	// ConditionSourcesFound says whether every declared source and port can
+	// match something: False with reason NamespaceNotFound when a from
+	// entry's presetNamespace names a namespace that does not exist, or
+	// NamedPortNotDeclared when a named port is declared by no container of
+	// the target pods (the rule admits nothing there until that changes). It
+	// does not affect Ready: a source that matches nothing only restricts.
 	ConditionSourcesFound = "SourcesFound"
 
 	// ConditionStalled is True while the spec cannot be turned into policies
@@ -78,6 +79,8 @@ const (
 	ReasonSourcesFound = "SourcesFound"
 	// ReasonNamespaceNotFound: a presetNamespace names a namespace that does not exist.
 	ReasonNamespaceNotFound = "NamespaceNotFound"
+	// ReasonNamedPortNotDeclared: a named port is declared by no container of the target pods.
+	ReasonNamedPortNotDeclared = "NamedPortNotDeclared"
 	// ReasonPending: the operator has not reconciled the resource yet (the
 	// API server's default for a new resource's Ready condition).
 	ReasonPending = "Pending"

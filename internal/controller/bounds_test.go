@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,5 +124,45 @@ var _ = Describe("Bounded work", Serial, func() {
 		wg.Wait()
 		GinkgoWriter.Printf("policy restored %s after deletion, while 100 namespaces were relabelled and 8 maximum-size resources existed\n", restoreTime)
 		AddReportEntry("restore under namespace churn", restoreTime.String())
+	})
+})
+
+var _ = Describe("Status at the largest inputs", func() {
+	It("is still written when the target selector and the widening policies are as large as the API admits", func() {
+		ctx := context.Background()
+		ns := newNamespace(ctx, "huge")
+		podLabels := map[string]string{}
+		selector := &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{}}
+		for i := range 32 {
+			key := fmt.Sprintf("%s.example/k%02d%s", strings.Repeat("d", 240), i, strings.Repeat("k", 60))
+			podLabels[key] = strings.Repeat("v", 63)
+			selector.MatchLabels[key] = strings.Repeat("v", 63)
+		}
+		for i := range 16 {
+			req := isolationv1alpha1.LabelSelectorRequirement{Key: fmt.Sprintf("example.com/x%02d", i), Operator: metav1.LabelSelectorOpNotIn}
+			for j := range 64 {
+				req.Values = append(req.Values, fmt.Sprintf("%s%02d", strings.Repeat("w", 61), j))
+			}
+			selector.MatchExpressions = append(selector.MatchExpressions, req)
+		}
+		createPod(ctx, ns, "local-ai-0", podLabels)
+		wi := seedIsolation(ns)
+		wi.Spec.Target.PodSelector = selector
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+		Expect(len(getIsolation(ctx, wi)().Status.Target)).To(BeNumerically("<=", 4096))
+
+		// 40 foreign allow-all policies with names as long as allowed.
+		for i := range 40 {
+			Expect(k8sClient.Create(ctx, &networkingv1.NetworkPolicy{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%02d", strings.Repeat("p", 250), i), Namespace: ns},
+				Spec:       networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}},
+			})).To(Succeed())
+		}
+		Eventually(getIsolation(ctx, wi), 2*timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			WithTransform(func(wi *isolationv1alpha1.WorkloadIsolation) string { return readyMessage(wi) }, ContainSubstring("and 30 more")),
+		))
 	})
 })

@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
@@ -245,6 +247,33 @@ var _ = Describe("Declared sources", func() {
 		Expect(c.Message).To(ContainSubstring("rule nginx: preset ingress-nginx points at namespace " + target + ", which does not exist"))
 
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: target}})).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionSourcesFound, metav1.ConditionTrue, isolationv1alpha1.ReasonSourcesFound))
+	})
+})
+
+var _ = Describe("Named ports", func() {
+	It("warns, without failing Ready, while no target container declares a named port", func() {
+		ctx := context.Background()
+		ns := newNamespace(ctx, "ports")
+		createPod(ctx, ns, "local-ai-0", map[string]string{"app.kubernetes.io/name": "local-ai"})
+		wi := seedIsolation(ns)
+		wi.Spec.Ingress[0].Ports[0].Port = ptr.To(intstr.FromString("http-api"))
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionSourcesFound, metav1.ConditionFalse, isolationv1alpha1.ReasonNamedPortNotDeclared),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+		))
+		c := meta.FindStatusCondition(getIsolation(ctx, wi)().Status.Conditions, isolationv1alpha1.ConditionSourcesFound)
+		Expect(c.Message).To(Equal("rule nginx: named port http-api is declared by no container of the target pods"))
+
+		Expect(k8sClient.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns))).To(Succeed())
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai-1", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "localai/localai:v2",
+				Ports: []corev1.ContainerPort{{Name: "http-api", ContainerPort: 8080}}}}},
+		}
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
 		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
 			haveCondition(isolationv1alpha1.ConditionSourcesFound, metav1.ConditionTrue, isolationv1alpha1.ReasonSourcesFound))
 	})

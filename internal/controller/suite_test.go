@@ -93,8 +93,9 @@ var _ = BeforeSuite(func() {
 	testDetector = &controller.CNIDetector{}
 	Expect(testDetector.SetupWithManager(mgr)).To(Succeed())
 	Expect((&controller.WorkloadIsolationReconciler{
-		Client:   mgr.GetClient(),
-		Presets:  presets,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Presets:   presets,
 		Recorder: mgr.GetEventRecorder("isolator"),
 		CNI:      testDetector,
 	}).SetupWithManager(mgr)).To(Succeed())

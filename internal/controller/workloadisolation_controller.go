@@ -42,6 +42,9 @@ type WorkloadIsolationReconciler struct {
 	// (controller-runtime's default, 1, when zero).
 	Workers int
 
+	// APIReader reads target pods whole (the cache holds their metadata
+	// only) to check that named ports are declared; nil skips the check.
+	APIReader client.Reader
 	// Resync is how often a healthy resource is reconciled again when
 	// nothing happened (DefaultResync when zero, never when negative), with
 	// up to 10% jitter.
@@ -168,8 +171,43 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool {
 		return slices.ContainsFunc(namespaces.Items, func(ns metav1.PartialObjectMetadata) bool { return ns.Name == name })
 	})
+	outcome.UndeclaredPorts, err = r.undeclaredPorts(ctx, wi, selector, len(pods))
+	if err != nil {
+		return withTransient(outcome, err)
+	}
 	outcome.SourcesChecked = true
 	return outcome, nil
+}
+
+// namedPortSample is how many target pods are read to check named ports.
+const namedPortSample = 20
+
+// undeclaredPorts reports the named ports of wi that no container of (a
+// sample of) the target pods declares. Only resources with named ports and
+// target pods cost a read.
+func (r *WorkloadIsolationReconciler) undeclaredPorts(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
+	selector *metav1.LabelSelector, pods int) ([]string, error) {
+	if r.APIReader == nil || pods == 0 || len(policy.NamedPorts(wi)) == 0 {
+		return nil, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return nil, err
+	}
+	list := &corev1.PodList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(wi.Namespace),
+		client.MatchingLabelsSelector{Selector: sel}, client.Limit(namedPortSample)); err != nil {
+		return nil, fmt.Errorf("reading target pods for their named ports: %w", err)
+	}
+	declared := map[string]bool{}
+	for _, pod := range list.Items {
+		for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+			for _, p := range c.Ports {
+				declared[p.Name] = true
+			}
+		}
+	}
+	return policy.UndeclaredPorts(wi, declared), nil
 }
 
 // contestedNames returns the generated names of wi that another

@@ -42,10 +42,13 @@ type Outcome struct {
 	// Isolation is the analysis of all policies of the namespace; nil when
 	// it could not run (Isolated and exposure are left as they were).
 	Isolation *analysis.Report
-	// MissingSources lists declared sources that cannot match anything now
-	// (see ConditionSourcesFound); nil when not checked.
+	// MissingSources lists declared sources in namespaces that do not exist
+	// (see ConditionSourcesFound).
 	MissingSources []string
-	// SourcesChecked is true when MissingSources was computed.
+	// UndeclaredPorts lists named ports no target container declares.
+	UndeclaredPorts []string
+	// SourcesChecked is true when MissingSources and UndeclaredPorts were
+	// computed.
 	SourcesChecked bool
 }
 
@@ -69,10 +72,16 @@ func setSourcesFound(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		return
 	}
 	c := metav1.Condition{Type: isolationv1alpha1.ConditionSourcesFound, ObservedGeneration: o.Generation,
-		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonSourcesFound, Message: "Every preset namespace exists"}
-	if len(o.MissingSources) > 0 {
+		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonSourcesFound,
+		Message: "Every preset namespace exists and every named port is declared by the target pods"}
+	switch {
+	case len(o.MissingSources) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonNamespaceNotFound
-		c.Message = JoinBounded(o.MissingSources, 8)
+	case len(o.UndeclaredPorts) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonNamedPortNotDeclared
+	}
+	if c.Status == metav1.ConditionFalse {
+		c.Message = JoinBounded(append(append([]string(nil), o.MissingSources...), o.UndeclaredPorts...), 8)
 	}
 	setCondition(st, c)
 }
