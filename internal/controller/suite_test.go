@@ -96,8 +96,8 @@ var _ = BeforeSuite(func() {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Presets:   presets,
-		Recorder: mgr.GetEventRecorder("isolator"),
-		CNI:      testDetector,
+		Recorder:  mgr.GetEventRecorder("isolator"),
+		CNI:       testDetector,
 	}).SetupWithManager(mgr)).To(Succeed())
 	reconcilerCache = mgr.GetClient()
 	testPresets = presets
