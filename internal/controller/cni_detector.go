@@ -2,9 +2,7 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -57,24 +55,19 @@ type CNIDetector struct {
 	changed chan event.GenericEvent
 }
 
-// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps.kubermatic.k8c.io,resources=applicationinstallations,verbs=get;list
+// The detector reads through informers (list, watch), never by name.
+// ConfigMaps (in the CNI namespaces) and KKP ApplicationInstallations (in
+// kube-system) are granted by namespaced Roles, not by these cluster-wide
+// rules: config/rbac/cni_detection_role.yaml, and the chart's Role per
+// cniNamespaces entry.
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=list;watch
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=list;watch
 
 // Current returns the current classification, nil before the first one.
 func (d *CNIDetector) Current() *cni.Result {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.current
-}
-
-// Classified is a readiness check: it fails until the first classification.
-func (d *CNIDetector) Classified(*http.Request) error {
-	if d.Current() == nil {
-		return errors.New("the cluster's CNI has not been classified yet")
-	}
-	return nil
 }
 
 // SetupWithManager creates the detector's cache and controller.

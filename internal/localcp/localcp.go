@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,6 +29,9 @@ type Options struct {
 	GarbageCollector bool
 	// Log receives the garbage collector's output; nil discards it.
 	Log *os.File
+	// AdmissionPlugins are enabled in kube-apiserver besides its defaults,
+	// e.g. OwnerReferencesPermissionEnforcement.
+	AdmissionPlugins []string
 }
 
 // ControlPlane is a running local control plane.
@@ -72,6 +76,9 @@ func Start(opts Options) (*ControlPlane, error) {
 		CRDDirectoryPaths:     opts.CRDDirectoryPaths,
 		ErrorIfCRDPathMissing: true,
 	}}
+	if len(opts.AdmissionPlugins) > 0 {
+		cp.Env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", strings.Join(opts.AdmissionPlugins, ","))
+	}
 	if cp.Config, err = cp.Env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}

@@ -14,7 +14,9 @@ import (
 )
 
 // Operator is the operator binary running against a control plane, with
-// its metrics, health and pprof endpoints on free loopback ports.
+// its metrics, health and pprof endpoints on free loopback ports. Its
+// metrics are plain HTTP (--metrics-secure=false) for the local tools that
+// scrape them; --metrics-secure=true serves them as a cluster does.
 type Operator struct {
 	MetricsAddr, ProbeAddr, PprofAddr string
 	// LogPath is the file the operator logs to.
@@ -25,9 +27,10 @@ type Operator struct {
 	err    error
 }
 
-// StartOperator runs binary against kubeconfig with extra flags, and waits
-// until its /readyz answers (its caches have synced and the CNI has been
-// classified).
+// StartOperator runs binary against kubeconfig with extra flags (which win
+// over the defaults it sets), and waits until its /readyz answers: its caches
+// have synced. With leader election that holds for standbys too; the CNI is
+// classified only by the leader, shortly after it starts.
 func StartOperator(ctx context.Context, binary, kubeconfig, logPath string, args ...string) (*Operator, error) {
 	if _, err := os.Stat(binary); err != nil {
 		return nil, fmt.Errorf("operator binary %s not found: build it with `make build`", binary)
@@ -47,6 +50,7 @@ func StartOperator(ctx context.Context, binary, kubeconfig, logPath string, args
 	o.cmd = exec.Command(binary, append([]string{
 		"--kubeconfig=" + kubeconfig, "--metrics-bind-address=" + o.MetricsAddr,
 		"--health-probe-bind-address=" + o.ProbeAddr, "--pprof-bind-address=" + o.PprofAddr,
+		"--metrics-secure=false",
 	}, args...)...)
 	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
 	if err := o.cmd.Start(); err != nil {
@@ -75,6 +79,11 @@ func StartOperator(ctx context.Context, binary, kubeconfig, logPath string, args
 
 // Stop asks the operator to shut down, and kills it after 10 seconds.
 func (o *Operator) Stop() {
+	select {
+	case <-o.exited:
+		return
+	default:
+	}
 	_ = o.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-o.exited:
@@ -83,6 +92,15 @@ func (o *Operator) Stop() {
 		<-o.exited
 	}
 }
+
+// PID is the operator's process id.
+func (o *Operator) PID() int { return o.cmd.Process.Pid }
+
+// Signal sends sig to the operator's process.
+func (o *Operator) Signal(sig os.Signal) error { return o.cmd.Process.Signal(sig) }
+
+// Exited is closed when the operator's process has exited.
+func (o *Operator) Exited() <-chan struct{} { return o.exited }
 
 // ready reports whether url answers 200; a refused connection is "not yet".
 func ready(ctx context.Context, url string) bool {

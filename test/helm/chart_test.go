@@ -9,6 +9,7 @@ package helm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -115,7 +117,7 @@ func TestLint(t *testing.T) {
 
 const allOptions = `
 replicas: 2
-leaderElection: {enabled: true}
+leaderElection: {enabled: true, leaseDuration: 30s, renewDeadline: 20s, retryPeriod: 4s}
 image: {repository: registry.example/isolator, tag: v0.1.0, pullPolicy: Always}
 imagePullSecrets: [{name: regcred}]
 logLevel: debug
@@ -148,6 +150,8 @@ func TestTemplateDefaults(t *testing.T) {
 		"Role/isolator-leader-election", "RoleBinding/isolator-leader-election",
 		"ClusterRole/isolator-editor", "ClusterRole/isolator-viewer",
 		"Service/isolator-metrics", "Deployment/isolator", "NetworkPolicy/isolator",
+		"Role/isolator-cni-detection", "RoleBinding/isolator-cni-detection",
+		"ClusterRole/isolator-metrics-auth", "ClusterRoleBinding/isolator-metrics-auth", "ClusterRole/isolator-metrics-reader",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("default render lacks %s; has %s", want, got)
@@ -174,7 +178,8 @@ func TestTemplateEveryOption(t *testing.T) {
 	}
 	deploy := deployment(t, objs)
 	args := strings.Join(deploy.Spec.Template.Spec.Containers[0].Args, " ")
-	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:9090", "--zap-log-level=debug",
+	for _, want := range []string{"--leader-elect=true", "--leader-elect-lease-duration=30s", "--leader-elect-renew-deadline=20s",
+		"--leader-elect-retry-period=4s", "--metrics-bind-address=:9090", "--zap-log-level=debug",
 		"--kube-api-qps=100", "--kube-api-burst=200", "--max-concurrent-reconciles=16", "--watch-namespaces=local-ai,team-a"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
@@ -259,6 +264,9 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"cni enforcement without a name", "cni: {enforcesNetworkPolicy: true}\n", "name"},
 		{"typo in cni", "cni: {name: cilium, enforces: true}\n", "enforces"},
 		{"workers", "maxConcurrentReconciles: 0\n", "maxConcurrentReconciles"},
+		{"no CNI namespace", "cniNamespaces: []\n", "cniNamespaces"},
+		{"CNI namespace twice", "cniNamespaces: [kube-system, kube-system]\n", "cniNamespaces"},
+		{"lease duration", "leaderElection: {leaseDuration: 15}\n", "leaseDuration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,5 +354,132 @@ func TestKKPDefaultValuesAreValid(t *testing.T) {
 	version, _, _ := unstructured.NestedString(def, "spec", "defaultVersion")
 	if c := loadChart(t); c.Metadata.Version != version {
 		t.Errorf("catalog defaultVersion %s differs from the chart version %s", version, c.Metadata.Version)
+	}
+}
+
+// rolesByNamespace returns the rules of the rendered Roles named name, by
+// namespace, as "group/resource:verbs" strings.
+func rolesByNamespace(t *testing.T, objs []*unstructured.Unstructured, name string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Role" || o.GetName() != name {
+			continue
+		}
+		role := &rbacv1.Role{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, role); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range role.Rules {
+			out[role.Namespace] = append(out[role.Namespace], strings.Join(r.APIGroups, ",")+"/"+strings.Join(r.Resources, ",")+":"+strings.Join(r.Verbs, ","))
+		}
+	}
+	return out
+}
+
+// TestCNIDetectionRoles checks that CNI detection is granted ConfigMaps in
+// the configured CNI namespaces only, and KKP ApplicationInstallations in
+// kube-system only, and nothing when the CNI is declared.
+func TestCNIDetectionRoles(t *testing.T) {
+	configMaps, apps := "/configmaps:list,watch", "apps.kubermatic.k8c.io/applicationinstallations:list"
+	tests := []struct {
+		name, values string
+		want         map[string][]string
+	}{
+		{"defaults", "", map[string][]string{"kube-system": {configMaps, apps}}},
+		{"two namespaces", "cniNamespaces: [kube-system, calico-system]\n",
+			map[string][]string{"kube-system": {configMaps, apps}, "calico-system": {configMaps}}},
+		{"without kube-system", "cniNamespaces: [kube-flannel]\n",
+			map[string][]string{"kube-system": {apps}, "kube-flannel": {configMaps}}},
+		{"declared CNI", "cni: {name: cilium, enforcesNetworkPolicy: true}\n", map[string][]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			manifest, err := render(t, values(t, tt.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := objects(t, manifest)
+			got := rolesByNamespace(t, objs, release+"-cni-detection")
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("CNI detection Roles = %v, want %v", got, tt.want)
+			}
+			bindings := 0
+			for _, o := range objs {
+				if o.GetKind() == "RoleBinding" && o.GetName() == release+"-cni-detection" {
+					bindings++
+				}
+			}
+			if bindings != len(tt.want) {
+				t.Errorf("%d RoleBindings for %d Roles", bindings, len(tt.want))
+			}
+			for _, o := range objs {
+				if o.GetKind() != "ClusterRole" || o.GetName() != release+"-manager" {
+					continue
+				}
+				rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+				for _, r := range rules {
+					resources, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+					for _, res := range resources {
+						if res == "configmaps" || res == "applicationinstallations" {
+							t.Errorf("the manager ClusterRole grants %s cluster-wide", res)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSecureMetrics checks that metrics are served over HTTPS with the
+// RBAC their authentication and authorization need, that a ServiceMonitor
+// scrapes them with its token, and that secure: false drops both.
+func TestSecureMetrics(t *testing.T) {
+	manifest, err := render(t, values(t, "metrics: {serviceMonitor: {enabled: true}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := objects(t, manifest)
+	args := strings.Join(deployment(t, objs).Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--metrics-bind-address=:8443", "--metrics-secure=true"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "ClusterRole" && o.GetName() == release+"-metrics-auth":
+			rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			if got := fmt.Sprint(rules); !strings.Contains(got, "tokenreviews") || !strings.Contains(got, "subjectaccessreviews") {
+				t.Errorf("metrics-auth rules: %s", got)
+			}
+		case o.GetKind() == "ClusterRole" && o.GetName() == release+"-metrics-reader":
+			rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			if got := fmt.Sprint(rules); got != "[map[nonResourceURLs:[/metrics] verbs:[get]]]" {
+				t.Errorf("metrics-reader rules: %s", got)
+			}
+		case o.GetKind() == "ServiceMonitor":
+			endpoints, _, _ := unstructured.NestedSlice(o.Object, "spec", "endpoints")
+			if got := fmt.Sprint(endpoints); !strings.Contains(got, "scheme:https") || !strings.Contains(got, "bearerTokenFile") {
+				t.Errorf("the ServiceMonitor must scrape over HTTPS with its token: %s", got)
+			}
+		case o.GetKind() == "NetworkPolicy":
+			ingress, _, _ := unstructured.NestedSlice(o.Object, "spec", "ingress")
+			if got := fmt.Sprint(ingress); !strings.Contains(got, "port:8443") {
+				t.Errorf("the NetworkPolicy must admit only the metrics port: %s", got)
+			}
+		}
+	}
+
+	manifest, err = render(t, values(t, "metrics: {secure: false}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = objects(t, manifest)
+	if args := strings.Join(deployment(t, objs).Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--metrics-secure=false") {
+		t.Errorf("args %q lack --metrics-secure=false", args)
+	}
+	if got := strings.Join(kinds(objs), " "); strings.Contains(got, "metrics-auth") || strings.Contains(got, "metrics-reader") {
+		t.Errorf("plain metrics need no authentication RBAC: %s", got)
 	}
 }

@@ -2,7 +2,10 @@ package helm
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +13,8 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -22,10 +27,13 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -56,15 +64,16 @@ func helmConfig(t *testing.T, kubeconfig string) *action.Configuration {
 	return cfg
 }
 
-// TestInstallPaths runs the three install paths against a real API server:
-// helm install, upgrade and uninstall; the operator reconciling the
-// walkthrough with exactly the chart's RBAC; config/default applied
-// server-side; and the KKP catalog entry validated by KKP's own CRDs.
+// TestInstallPaths runs the three install paths against a real API server
+// that enforces owner-reference permissions (OwnerReferencesPermissionEnforcement,
+// as hardened clusters do): helm install, upgrade and uninstall; the operator
+// reconciling the walkthrough with exactly the chart's RBAC; config/default
+// applied server-side; and the KKP catalog entry validated by KKP's own CRDs.
 func TestInstallPaths(t *testing.T) {
 	if _, err := localcp.Assets(false); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := localcp.Start(localcp.Options{})
+	cp, err := localcp.Start(localcp.Options{AdmissionPlugins: []string{"OwnerReferencesPermissionEnforcement"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +149,13 @@ func TestInstallPaths(t *testing.T) {
 		if len(roles.Items)+len(bindings.Items) > 0 {
 			t.Errorf("cluster-scoped leftovers: %d ClusterRoles, %d ClusterRoleBindings", len(roles.Items), len(bindings.Items))
 		}
+		cniRoles := &rbacv1.RoleList{}
+		if err := c.List(ctx, cniRoles, selector, client.InNamespace("kube-system")); err != nil {
+			t.Fatal(err)
+		}
+		if len(cniRoles.Items) > 0 {
+			t.Errorf("leftover Roles in kube-system: %d", len(cniRoles.Items))
+		}
 		if err := c.Get(ctx, client.ObjectKey{Name: "workloadisolations.isolation.isolator.dev"}, &apiextensionsv1.CustomResourceDefinition{}); err != nil {
 			t.Errorf("the CRD must stay (Helm never deletes crds/), got %v", err)
 		}
@@ -214,7 +230,8 @@ func waitEstablished(ctx context.Context, c client.Client) error {
 
 // leastPrivilege runs the operator in-process as the chart's ServiceAccount
 // (impersonation, with the API server's RBAC authorizer), wired as
-// cmd/main.go wires it, and reconciles the walkthrough.
+// cmd/main.go wires it with the chart's default values, reconciles the
+// walkthrough and serves its metrics to authorized scrapers only.
 func leastPrivilege(ctx context.Context, t *testing.T, admin *rest.Config, c client.Client) {
 	sa := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, release)
 	asOperator := rest.CopyConfig(admin)
@@ -227,11 +244,42 @@ func leastPrivilege(ctx context.Context, t *testing.T, admin *rest.Config, c cli
 	if err := operatorClient.List(ctx, &corev1.SecretList{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the operator must not read Secrets, got %v", err)
 	}
+	cniNamespaces := chartCNINamespaces(t)
+	for _, check := range []struct {
+		what string
+		attr authorizationv1.ResourceAttributes
+		want bool
+	}{
+		{"list ConfigMaps in every namespace", authorizationv1.ResourceAttributes{Verb: "list", Resource: "configmaps"}, false},
+		{"list ConfigMaps in local-ai", authorizationv1.ResourceAttributes{Namespace: "local-ai", Verb: "list", Resource: "configmaps"}, false},
+		{"get a ConfigMap in kube-system", authorizationv1.ResourceAttributes{Namespace: "kube-system", Verb: "get", Resource: "configmaps"}, false},
+		{"watch ConfigMaps in kube-system", authorizationv1.ResourceAttributes{Namespace: "kube-system", Verb: "watch", Resource: "configmaps"}, true},
+		{"get a Pod", authorizationv1.ResourceAttributes{Namespace: "local-ai", Verb: "get", Resource: "pods"}, false},
+		{"watch Pods", authorizationv1.ResourceAttributes{Verb: "watch", Resource: "pods"}, true},
+		{"list ApplicationInstallations in every namespace",
+			authorizationv1.ResourceAttributes{Verb: "list", Group: "apps.kubermatic.k8c.io", Resource: "applicationinstallations"}, false},
+		{"list ApplicationInstallations in kube-system",
+			authorizationv1.ResourceAttributes{Namespace: "kube-system", Verb: "list", Group: "apps.kubermatic.k8c.io", Resource: "applicationinstallations"}, true},
+		{"update WorkloadIsolation finalizers (owner references with blockOwnerDeletion)",
+			authorizationv1.ResourceAttributes{Namespace: "local-ai", Verb: "update", Group: "isolation.isolator.dev", Resource: "workloadisolations", Subresource: "finalizers"}, true},
+	} {
+		if got := allowed(ctx, t, c, sa, check.attr); got != check.want {
+			t.Errorf("%s may %s: %v, want %v", sa, check.what, got, check.want)
+		}
+	}
+
+	metricsAddr, err := localcp.FreeAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	mgr, err := ctrl.NewManager(asOperator, ctrl.Options{
 		Scheme: newScheme(), Cache: controller.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		LeaderElection: true, LeaderElectionID: "isolator.isolation.isolator.dev", LeaderElectionNamespace: namespace,
+		Metrics: metricsserver.Options{
+			BindAddress: metricsAddr, SecureServing: true, FilterProvider: filters.WithAuthenticationAndAuthorization,
+		},
+		HealthProbeBindAddress: "0",
+		LeaderElection:         true, LeaderElectionID: "isolator.isolation.isolator.dev", LeaderElectionNamespace: namespace,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +289,7 @@ func leastPrivilege(ctx context.Context, t *testing.T, admin *rest.Config, c cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	detector := &controller.CNIDetector{}
+	detector := &controller.CNIDetector{Namespaces: cniNamespaces}
 	if err := detector.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +348,107 @@ func leastPrivilege(ctx context.Context, t *testing.T, admin *rest.Config, c cli
 	}
 	if len(policies.Items) != 2 {
 		t.Fatalf("want the walkthrough's 2 policies, got %d", len(policies.Items))
+	}
+
+	// client-go's leader elector records a core Event on the Lease, in the
+	// Lease's namespace; the operator may write core Events there only.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		events := &corev1.EventList{}
+		if err := c.List(ctx, events, client.InNamespace(namespace)); err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if e.Reason == "LeaderElection" && e.InvolvedObject.Name == "isolator.isolation.isolator.dev" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Errorf("no LeaderElection Event on the Lease in %s: the leader elector's Events are refused (%v)", namespace, err)
+	}
+	for ns, want := range map[string]bool{namespace: true, "local-ai": false} {
+		if got := allowed(ctx, t, c, sa, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Resource: "events"}); got != want {
+			t.Errorf("%s may create core Events in %s: %v, want %v", sa, ns, got, want)
+		}
+	}
+
+	scrapeAsReader(ctx, t, admin, c, metricsAddr)
+}
+
+// chartCNINamespaces returns the chart's default cniNamespaces.
+func chartCNINamespaces(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, ns := range loadChart(t).Values["cniNamespaces"].([]any) {
+		out = append(out, ns.(string))
+	}
+	return out
+}
+
+// allowed asks the API server's authorizer whether user may do attr.
+func allowed(ctx context.Context, t *testing.T, c client.Client, user string, attr authorizationv1.ResourceAttributes) bool {
+	t.Helper()
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &attr}}
+	if err := c.Create(ctx, review); err != nil {
+		t.Fatal(err)
+	}
+	return review.Status.Allowed
+}
+
+// scrapeAsReader reads the operator's metrics over HTTPS: refused without
+// credentials, served to a ServiceAccount bound to the chart's
+// metrics-reader ClusterRole. The operator asks the API server with the
+// chart's metrics-auth rights.
+func scrapeAsReader(ctx context.Context, t *testing.T, admin *rest.Config, c client.Client, addr string) {
+	t.Helper()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prometheus", Namespace: "monitoring"}},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "prometheus-isolator-metrics"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: release + "-metrics-reader"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: "monitoring"}},
+		},
+	} {
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clientset, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := clientset.CoreV1().ServiceAccounts("monitoring").CreateToken(ctx, "prometheus",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the operator's certificate is self-signed
+	}}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"without credentials", "", http.StatusUnauthorized},
+		{"as a metrics-reader", tr.Status.Token, http.StatusOK},
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := httpsClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /metrics %s: %d, want %d: %.200s", tc.name, resp.StatusCode, tc.want, body)
+		}
 	}
 }
