@@ -115,3 +115,15 @@ func TestWatchNamespaces(t *testing.T) {
 		t.Error("an empty entry must be an error")
 	}
 }
+
+func TestResyncSetting(t *testing.T) {
+	for _, tt := range []struct{ flag, want time.Duration }{
+		{10 * time.Minute, 10 * time.Minute},
+		{30 * time.Second, 30 * time.Second},
+		{0, -1}, // disabled
+	} {
+		if got := resyncSetting(tt.flag); got != tt.want {
+			t.Errorf("resyncSetting(%v) = %v, want %v", tt.flag, got, tt.want)
+		}
+	}
+}

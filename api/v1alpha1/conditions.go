@@ -94,6 +94,10 @@ const (
 	// after the operator repaired it (another writer keeps changing it); the
 	// operator retries with back-off instead of writing in a loop.
 	ReasonNotConverged = "NotConverged"
+	// ReasonNotVerified: Isolated is Unknown because the isolation could not
+	// be analysed (the spec cannot be resolved, or an API read failed); an
+	// earlier verdict is not kept.
+	ReasonNotVerified = "NotVerified"
 	// ReasonAnalysisIncomplete: the isolation analysis ran out of its work
 	// budget, so isolation is not proven and is reported as not isolated.
 	ReasonAnalysisIncomplete = "AnalysisIncomplete"

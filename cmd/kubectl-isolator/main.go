@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -138,8 +139,13 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 			in.TargetPods = append(in.TargetPods, analysis.Object{Name: p.Name, Labels: p.Labels})
 		}
 	}
+	// Namespaces only tell open widenings from latent ones; a user whose
+	// rights end at the namespace still gets the rest.
 	namespaces := &corev1.NamespaceList{}
-	if err := c.List(ctx, namespaces); err != nil {
+	namespacesKnown := true
+	if err := c.List(ctx, namespaces); apierrors.IsForbidden(err) {
+		namespacesKnown = false
+	} else if err != nil {
 		return err
 	}
 	for _, ns := range namespaces.Items {
@@ -181,12 +187,19 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	}
 	in.Budget = math.MaxInt
 	report := analysis.Analyze(in)
+	if !namespacesKnown {
+		out.WriteString("\n(You may not list namespaces: whether a widening admits sources now or only once a namespace appears is not shown.)\n")
+	}
 	if report.Isolated() {
 		out.WriteString("\nIsolated: only the declared sources can reach the target.\n")
 	} else {
 		out.WriteString("\nNot isolated:\n")
 		for _, e := range report.Exposures {
-			out.WriteString("  - " + e.Summary + "\n")
+			summary := e.Summary
+			if !namespacesKnown {
+				summary, _, _ = strings.Cut(summary, " (latent")
+			}
+			out.WriteString("  - " + summary + "\n")
 		}
 	}
 	_, err = io.WriteString(w, out.String())

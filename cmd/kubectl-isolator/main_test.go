@@ -3,18 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	networkingv1 "k8s.io/api/networking/v1"
 
@@ -34,7 +38,7 @@ func builtin(t *testing.T) preset.Catalog {
 }
 
 // scene is the walkthrough with the operator's two policies in place.
-func scene(t *testing.T) (client.Client, *isolationv1alpha1.WorkloadIsolation) {
+func scene(t *testing.T) client.WithWatch {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -66,7 +70,7 @@ func scene(t *testing.T) (client.Client, *isolationv1alpha1.WorkloadIsolation) {
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: "local-ai", Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: "local-ai", Labels: map[string]string{"app": "client"}}},
 	).Build()
-	return c, wi
+	return c
 }
 
 func explainOutput(t *testing.T, c client.Client) string {
@@ -88,7 +92,7 @@ func expectLines(t *testing.T, out string, want ...string) {
 }
 
 func TestExplain(t *testing.T) {
-	c, _ := scene(t)
+	c := scene(t)
 	out := explainOutput(t, c)
 	expectLines(t, out,
 		"target app.kubernetes.io/name=local-ai, 1 pods",
@@ -117,7 +121,7 @@ func TestExplain(t *testing.T) {
 // The intent comes from the spec, not from the generated policies as they
 // are in the cluster: a generated policy someone widened is not "declared".
 func TestExplainShowsAWidenedGeneratedPolicyAsDrift(t *testing.T) {
-	c, _ := scene(t)
+	c := scene(t)
 	np := &networkingv1.NetworkPolicy{}
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "local-ai", Name: "local-ai-allow-nginx"}, np); err != nil {
 		t.Fatal(err)
@@ -138,3 +142,22 @@ func TestExplainShowsAWidenedGeneratedPolicyAsDrift(t *testing.T) {
 
 // squash folds runs of white space, so that column widths do not matter.
 func squash(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// A tenant whose rights end at the namespace cannot list namespaces; the
+// command still explains the paths.
+func TestExplainWithoutNamespaceRights(t *testing.T) {
+	c := scene(t)
+	forbidden := interceptor.NewClient(c, interceptor.Funcs{
+		List: func(ctx context.Context, cl client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if _, ok := list.(*corev1.NamespaceList); ok {
+				return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "", errors.New("cluster scope"))
+			}
+			return cl.List(ctx, list, opts...)
+		},
+	})
+	var out bytes.Buffer
+	if err := explain(context.Background(), forbidden, builtin(t), "local-ai", "local-ai", &out); err != nil {
+		t.Fatalf("explain failed without namespace rights: %v", err)
+	}
+	expectLines(t, out.String(), "local-ai-allow-nginx", "You may not list namespaces")
+}

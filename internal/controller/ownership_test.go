@@ -7,12 +7,14 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -295,6 +297,72 @@ var _ = Describe("Objects the API server rejects", func() {
 			before := reconciles()
 			time.Sleep(500 * time.Millisecond)
 			return reconciles() - before
-		}, timeout, interval).Should(BeZero(), "no retry loop on a 422")
+		}, timeout, interval).Should(BeZero())
+		before := reconciles()
+		Consistently(func() float64 { return reconciles() - before }, settle, interval).Should(BeZero(), "no retry loop on a 422")
+	})
+})
+
+var _ = Describe("Verdicts that cannot be verified", func() {
+	var (
+		ctx context.Context
+		ns  string
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		ns = newNamespace(ctx, "verify")
+		createPod(ctx, ns, "local-ai-0", map[string]string{"app.kubernetes.io/name": "local-ai"})
+	})
+
+	It("does not keep Isolated=True while the spec cannot be resolved", func() {
+		wi := seedIsolation(ns)
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
+
+		updateIsolation(ctx, wi, func(wi *isolationv1alpha1.WorkloadIsolation) { wi.Spec.Ingress[0].From[0].Preset = "no-such-preset" })
+		Expect(k8sClient.Create(ctx, &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "open", Namespace: ns},
+			Spec:       networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}},
+		})).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonUnknownPreset),
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionUnknown, isolationv1alpha1.ReasonNotVerified),
+		))
+	})
+
+	It("keeps restoring the policies of a workload that was deleted while its pods run on", func() {
+		deploy := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: ns},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "localai/localai:v2"}}},
+				},
+			},
+		}
+		Expect(k8sClient.Create(ctx, deploy)).To(Succeed())
+		wi := seedIsolation(ns)
+		wi.Spec.Target = isolationv1alpha1.Target{WorkloadRef: &isolationv1alpha1.WorkloadRef{Kind: "Deployment", Name: deploy.Name}}
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+
+		// An orphaning delete: the pods stay (there is no Deployment
+		// controller here, so they would anyway).
+		Expect(k8sClient.Delete(ctx, deploy, client.PropagationPolicy(metav1.DeletePropagationOrphan))).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonTargetNotFound))
+		np, err := getPolicy(ctx, ns, "local-ai-default-deny")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Delete(ctx, np)).To(Succeed())
+		Eventually(func() (types.UID, error) {
+			restored, err := getPolicy(ctx, ns, "local-ai-default-deny")()
+			return restored.UID, err
+		}, timeout, interval).ShouldNot(Equal(np.UID))
+		Expect(getIsolation(ctx, wi)()).To(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
 	})
 })

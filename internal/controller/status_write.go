@@ -40,7 +40,12 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, a
 	server := &before.Status
 	if v, ok := r.written.Load(key); ok {
 		last := v.(writtenStatus)
-		if last.uid == after.UID && last.resourceVersion != before.ResourceVersion {
+		switch {
+		case last.uid != after.UID || last.resourceVersion == before.ResourceVersion:
+			// Another object of that name, or the cache has caught up
+			// with the write: the cached copy is what the server holds.
+			r.written.Delete(key)
+		default:
 			server = &last.status
 		}
 	}
@@ -101,7 +106,7 @@ func (r *WorkloadIsolationReconciler) recordTransition(before, after *isolationv
 			(was == nil && now.Status != metav1.ConditionFalse) {
 			continue
 		}
-		key, state := recordKey(client.ObjectKeyFromObject(after), t), string(now.Status)+"/"+now.Reason
+		key, state := recordKey(client.ObjectKeyFromObject(after), t), string(after.UID)+"/"+string(now.Status)+"/"+now.Reason
 		if last, ok := r.recorded.Swap(key, state); ok && last == state {
 			continue
 		}

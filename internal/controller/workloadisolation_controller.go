@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -121,9 +122,17 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 
 	selector, failure, err := r.resolveTarget(ctx, wi)
-	if failure != nil || err != nil {
-		outcome.Failure = failure
+	if err != nil {
 		return withTransient(outcome, err)
+	}
+	if failure != nil {
+		outcome.Failure = failure
+		if failure.Reason != isolationv1alpha1.ReasonTargetNotFound || wi.Status.TargetSelector == nil {
+			return outcome, nil
+		}
+		// The workload is gone, but its pods may not be (an orphaning
+		// delete): keep enforcing and verifying the last resolved target.
+		selector = wi.Status.TargetSelector.DeepCopy()
 	}
 	desired, err := policy.Build(wi, *selector, r.Presets)
 	if specErr := (*policy.SpecError)(nil); errors.As(err, &specErr) {
@@ -149,24 +158,25 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		written = nil // Audit writes nothing and removes what Enforce wrote.
 	}
-	res, err := r.syncPolicies(ctx, wi, written, contested)
+	res, syncErr := r.syncPolicies(ctx, wi, written, contested)
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		status.SetPolicies(&wi.Status, references(desired))
 	} else {
 		status.SetPolicies(&wi.Status, ownedReferences(desired, res.owned))
 	}
-	outcome.Failure = res.failure
-	if err != nil {
-		return withTransient(outcome, err)
+	if res.failure != nil {
+		outcome.Failure = res.failure
 	}
+	// Analyse what is in place even when a write failed, so that Isolated
+	// says what the cluster holds, not what was meant to be written.
 	namespaces := &metav1.PartialObjectMetadataList{}
 	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
 	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
-		return withTransient(outcome, fmt.Errorf("listing namespaces: %w", err))
+		return withTransient(outcome, errors.Join(syncErr, fmt.Errorf("listing namespaces: %w", err)))
 	}
 	outcome.Isolation, err = r.analyze(ctx, wi, pods, desired, res, namespaces.Items)
-	if err != nil {
-		return withTransient(outcome, err)
+	if err != nil || syncErr != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
 	}
 	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool {
 		return slices.ContainsFunc(namespaces.Items, func(ns metav1.PartialObjectMetadata) bool { return ns.Name == name })
@@ -245,8 +255,8 @@ func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolation
 		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
 		OwnerOf: analysis.ControllingIsolation,
 	}
-	for _, np := range current {
-		in.Policies = append(in.Policies, np)
+	for _, name := range slices.Sorted(maps.Keys(current)) {
+		in.Policies = append(in.Policies, current[name])
 	}
 	for _, ns := range namespaces {
 		in.Namespaces = append(in.Namespaces, analysis.Object{Name: ns.Name, Labels: ns.Labels})

@@ -88,3 +88,22 @@ func TestIncompleteAnalysisIsNotIsolated(t *testing.T) {
 		}
 	}
 }
+
+// When the analysis cannot run, an earlier Isolated=True must not stand.
+func TestIsolatedIsNotKeptWhenTheAnalysisCannotRun(t *testing.T) {
+	st := &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, status.Outcome{Generation: 1, Mode: isolationv1alpha1.ModeEnforce, Policies: 2, Isolation: &analysis.Report{}})
+	if c := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionIsolated); c.Status != metav1.ConditionTrue {
+		t.Fatalf("setup: Isolated = %s", c.Status)
+	}
+	st.Exposure = []isolationv1alpha1.Exposure{{Policy: "old", Summary: "old"}}
+	status.SetConditions(st, status.Outcome{Generation: 2, Mode: isolationv1alpha1.ModeEnforce,
+		Failure: &status.Failure{Reason: isolationv1alpha1.ReasonUnknownPreset, Message: `unknown preset "x"`, Stalled: true}})
+	c := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionIsolated)
+	if c.Status != metav1.ConditionUnknown || c.Reason != isolationv1alpha1.ReasonNotVerified || c.ObservedGeneration != 2 {
+		t.Errorf("Isolated = %s/%s (generation %d), want Unknown/NotVerified for generation 2", c.Status, c.Reason, c.ObservedGeneration)
+	}
+	if st.Exposure != nil {
+		t.Errorf("exposure of an earlier analysis kept: %v", st.Exposure)
+	}
+}

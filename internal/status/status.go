@@ -108,6 +108,15 @@ func setCondition(st *isolationv1alpha1.WorkloadIsolationStatus, c metav1.Condit
 
 func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	if o.Isolation == nil {
+		if o.Failure != nil {
+			// The analysis did not run: an earlier verdict may no longer
+			// hold, so do not keep it.
+			st.Exposure = nil
+			setCondition(st, metav1.Condition{
+				Type: isolationv1alpha1.ConditionIsolated, Status: metav1.ConditionUnknown, ObservedGeneration: o.Generation,
+				Reason: isolationv1alpha1.ReasonNotVerified, Message: "Isolation cannot be verified: " + o.Failure.Message,
+			})
+		}
 		return
 	}
 	st.Exposure = nil

@@ -123,6 +123,7 @@ imagePullSecrets: [{name: regcred}]
 logLevel: debug
 kubeAPI: {qps: 100, burst: 200}
 maxConcurrentReconciles: 16
+resyncInterval: 5m
 watchNamespaces: [local-ai, team-a]
 cni: {name: cilium, enforcesNetworkPolicy: true, l7Policy: true}
 presets:
@@ -180,7 +181,7 @@ func TestTemplateEveryOption(t *testing.T) {
 	args := strings.Join(deploy.Spec.Template.Spec.Containers[0].Args, " ")
 	for _, want := range []string{"--leader-elect=true", "--leader-elect-lease-duration=30s", "--leader-elect-renew-deadline=20s",
 		"--leader-elect-retry-period=4s", "--metrics-bind-address=:9090", "--zap-log-level=debug",
-		"--kube-api-qps=100", "--kube-api-burst=200", "--max-concurrent-reconciles=16", "--watch-namespaces=local-ai,team-a"} {
+		"--kube-api-qps=100", "--kube-api-burst=200", "--max-concurrent-reconciles=16", "--resync-interval=5m", "--watch-namespaces=local-ai,team-a"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
