@@ -124,7 +124,7 @@ build: ## Build the manager into bin/manager and the kubectl plugin into bin/kub
 
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.
-	go run ./cmd --metrics-bind-address=:8080 --health-probe-bind-address=:8081
+	go run ./cmd --metrics-bind-address=:8443 --health-probe-bind-address=:8081
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
