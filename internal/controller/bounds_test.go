@@ -162,7 +162,7 @@ var _ = Describe("Status at the largest inputs", func() {
 		}
 		Eventually(getIsolation(ctx, wi), 2*timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
-			WithTransform(func(wi *isolationv1alpha1.WorkloadIsolation) string { return readyMessage(wi) }, ContainSubstring("and 30 more")),
+			WithTransform(readyMessage, ContainSubstring("and 30 more")),
 		))
 	})
 })
