@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/config"
 	"github.com/isolator-dev/isolator/internal/controller"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/preset"
@@ -22,11 +23,7 @@ import (
 
 func builtinPresets(t *testing.T) preset.Catalog {
 	t.Helper()
-	builtin, err := preset.Parse(preset.BuiltinYAML())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := preset.NewCatalog(builtin)
+	c, err := config.Config{}.Catalog()
 	if err != nil {
 		t.Fatal(err)
 	}
