@@ -165,7 +165,7 @@ type IPBlock struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a valid CIDR such as 10.0.0.0/8 or 2001:db8::/32"
-	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="cidr has host bits set: write the network address, whose bits after the prefix length are zero (10.0.0.0/8, not 10.0.0.1/8)"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'cidr ' + self + ' has host bits set: write the network address, whose bits after the prefix length are zero (10.0.0.0/8, not 10.0.0.1/8)'"
 	CIDR string `json:"cidr"`
 
 	// except lists ranges inside cidr that are not allowed.
