@@ -60,6 +60,20 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, a
 	return nil
 }
 
+// rebase starts wi's status from the last status this process wrote when
+// the cache has not caught up with that write yet, so that an unchanged
+// outcome computes exactly what the server holds (transition times
+// included) and writes nothing.
+func (r *WorkloadIsolationReconciler) rebase(wi *isolationv1alpha1.WorkloadIsolation) {
+	v, ok := r.written.Load(client.ObjectKeyFromObject(wi))
+	if !ok {
+		return
+	}
+	if last := v.(writtenStatus); last.uid == wi.UID && last.resourceVersion != wi.ResourceVersion {
+		wi.Status = *last.status.DeepCopy()
+	}
+}
+
 // forget drops what the reconciler remembers of a deleted object.
 func (r *WorkloadIsolationReconciler) forget(key types.NamespacedName) {
 	r.written.Delete(key)

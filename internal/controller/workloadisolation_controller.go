@@ -95,11 +95,13 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		// every WorkloadIsolation; until then there is nothing to report.
 		return ctrl.Result{}, nil
 	}
+	cached := wi.DeepCopy()
+	r.rebase(wi)
 	before := wi.DeepCopy()
 
 	outcome, err := r.reconcile(ctx, wi)
 	status.SetConditions(&wi.Status, outcome)
-	if patchErr := r.patchStatus(ctx, before, wi); patchErr != nil {
+	if patchErr := r.patchStatus(ctx, cached, wi); patchErr != nil {
 		err = errors.Join(err, patchErr)
 	}
 	r.recordTransition(before, wi)
