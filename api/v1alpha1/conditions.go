@@ -94,6 +94,11 @@ const (
 	// after the operator repaired it (another writer keeps changing it); the
 	// operator retries with back-off instead of writing in a loop.
 	ReasonNotConverged = "NotConverged"
+	// ReasonContested: a generated policy was changed away from the spec and
+	// repaired several times within a minute: another writer (a GitOps
+	// tool, a script) keeps re-opening it. The operator keeps repairing it;
+	// the message names the writer where its field manager is known.
+	ReasonContested = "Contested"
 	// ReasonNotVerified: Isolated is Unknown because the isolation could not
 	// be analysed (the spec cannot be resolved, or an API read failed); an
 	// earlier verdict is not kept.

@@ -204,6 +204,35 @@ var _ = Describe("Drift repair", func() {
 		Expect(managerWrites.Load()-before).To(BeNumerically("<=", 10), "a repair converges in a few writes")
 	})
 
+	It("keeps repairing a policy another writer keeps re-opening, and says so", func() {
+		before := managerWrites.Load()
+		edits := 0
+		for range 8 {
+			np, err := getPolicy(ctx, ns, "local-ai-allow-nginx")()
+			Expect(err).NotTo(HaveOccurred())
+			if np.Spec.Ingress[0].Ports != nil {
+				np.Spec.Ingress[0].Ports = nil // every port
+				Expect(client.IgnoreNotFound(k8sClient.Update(ctx, np, client.FieldOwner("gitops-sync")))).To(Succeed())
+				edits++
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonContested),
+			WithTransform(readyMessage, ContainSubstring("local-ai-allow-nginx")),
+		))
+		Expect(readyMessage(getIsolation(ctx, wi)())).To(ContainSubstring("gitops-sync"))
+		np, err := getPolicy(ctx, ns, "local-ai-allow-nginx")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(np.Spec.Ingress[0].Ports).NotTo(BeEmpty(), "the isolation wins each time")
+		GinkgoWriter.Printf("%d foreign edits, %d operator writes\n", edits, managerWrites.Load()-before)
+		Expect(managerWrites.Load()-before).To(BeNumerically("<=", 3*edits), "one repair per edit, not a storm")
+
+		// Once the other writer stops, the resource turns healthy again.
+		Eventually(getIsolation(ctx, wi), 3*timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+	})
+
 	It("does not report the policy of a rule it just removed", func() {
 		updateIsolation(ctx, wi, func(wi *isolationv1alpha1.WorkloadIsolation) {
 			wi.Spec.Ingress = append(wi.Spec.Ingress, isolationv1alpha1.IngressRule{

@@ -77,6 +77,7 @@ func (r *WorkloadIsolationReconciler) rebase(wi *isolationv1alpha1.WorkloadIsola
 // forget drops what the reconciler remembers of a deleted object.
 func (r *WorkloadIsolationReconciler) forget(key types.NamespacedName) {
 	r.written.Delete(key)
+	r.repairs.Delete(key)
 	for _, t := range eventConditions {
 		r.recorded.Delete(recordKey(key, t))
 	}

@@ -95,6 +95,9 @@ var _ = BeforeSuite(func() {
 	Expect((&controller.WorkloadIsolationReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		// A short window, so that the contested-policy spec need not wait
+		// a minute for the resource to turn healthy again.
+		ContestWindow: 4 * time.Second,
 		Presets:   presets,
 		Recorder:  mgr.GetEventRecorder("isolator"),
 		CNI:       testDetector,

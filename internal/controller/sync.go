@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -61,7 +62,16 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 		}
 		res.owned = append(res.owned, *created)
 	}
+	owner := client.ObjectKeyFromObject(wi)
 	for _, u := range plan.Update {
+		now := time.Now()
+		writer := ""
+		if r.APIReader != nil && r.nearContest(owner, u.Have.Name, now) {
+			live := &networkingv1.NetworkPolicy{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(u.Have), live); err == nil {
+				writer = lastWriter(live)
+			}
+		}
 		repaired, err := r.apply(ctx, u.Want, u.Have)
 		if err != nil {
 			errs = append(errs, err)
@@ -69,6 +79,9 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 			continue
 		}
 		res.owned = append(res.owned, *repaired)
+		if contested := r.recordRepair(owner, u.Have.Name, writer, now); contested != nil && res.failure == nil {
+			res.failure = contested
+		}
 		if !policy.UpToDate(repaired, u.Want) {
 			// Someone else's write won between our read and our apply, or
 			// an admission plugin changes the object: do not write again at

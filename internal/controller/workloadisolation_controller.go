@@ -46,6 +46,10 @@ type WorkloadIsolationReconciler struct {
 	// APIReader reads target pods whole (the cache holds their metadata
 	// only) to check that named ports are declared; nil skips the check.
 	APIReader client.Reader
+	// ContestWindow is how long repairs of a policy are remembered: a
+	// policy repaired three times within it is reported as contested
+	// (DefaultContestWindow when zero).
+	ContestWindow time.Duration
 	// Resync is how often a healthy resource is reconciled again when
 	// nothing happened (DefaultResync when zero, never when negative), with
 	// up to 10% jitter.
@@ -59,6 +63,8 @@ type WorkloadIsolationReconciler struct {
 	// written remembers the last status written per object (writtenStatus),
 	// so that a cache older than that write cannot hide a change.
 	written sync.Map
+	// repairs remembers recent repairs per object (*repairLog).
+	repairs sync.Map
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -107,6 +113,10 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	r.recordTransition(before, wi)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if outcome.Failure != nil && outcome.Failure.Reason == isolationv1alpha1.ReasonContested {
+		// Come back when the repairs have left the window.
+		return ctrl.Result{RequeueAfter: r.contestWindow()}, nil
 	}
 	return ctrl.Result{RequeueAfter: r.resyncAfter()}, nil
 }
@@ -168,6 +178,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	if res.failure != nil {
 		outcome.Failure = res.failure
+	}
+	if outcome.Failure == nil {
+		outcome.Failure = r.contestedFailure(client.ObjectKeyFromObject(wi), time.Now())
 	}
 	// Analyse what is in place even when a write failed, so that Isolated
 	// says what the cluster holds, not what was meant to be written.
