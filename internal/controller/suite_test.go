@@ -98,9 +98,9 @@ var _ = BeforeSuite(func() {
 		// A short window, so that the contested-policy spec need not wait
 		// a minute for the resource to turn healthy again.
 		ContestWindow: 4 * time.Second,
-		Presets:   presets,
-		Recorder:  mgr.GetEventRecorder("isolator"),
-		CNI:       testDetector,
+		Presets:       presets,
+		Recorder:      mgr.GetEventRecorder("isolator"),
+		CNI:           testDetector,
 	}).SetupWithManager(mgr)).To(Succeed())
 	reconcilerCache = mgr.GetClient()
 	testPresets = presets
