@@ -141,21 +141,46 @@ func PlanSync(owner *isolationv1alpha1.WorkloadIsolation, desired, existing []ne
 }
 
 // restrictOnly drops every write except creating the default-deny policy or
-// repairing it in place; what is dropped from Update and Prune stays as is.
+// repairing it in place, and pruning owned policies that the default-deny
+// in place still covers (its pods stay isolated without them, so removing
+// them only narrows); what is dropped from Update and Prune stays as is.
 func (p *Plan) restrictOnly(denyName string) {
 	isDeny := func(np *networkingv1.NetworkPolicy) bool { return np.Name == denyName }
 	p.Create = slices.DeleteFunc(p.Create, func(np *networkingv1.NetworkPolicy) bool { return !isDeny(np) })
+	var deny *metav1.LabelSelector
+	for _, np := range p.Create {
+		deny = &np.Spec.PodSelector
+	}
 	var update []Update
 	for _, u := range p.Update {
 		if isDeny(u.Want) && equalSelectors(u.Have.Spec.PodSelector, u.Want.Spec.PodSelector) {
 			update = append(update, u)
+			deny = &u.Want.Spec.PodSelector
 		} else {
 			p.Keep = append(p.Keep, u.Have)
 		}
 	}
 	p.Update = update
-	p.Keep = append(p.Keep, p.Prune...)
-	p.Prune = nil
+	for _, np := range p.Keep {
+		if isDeny(np) && isolatesIngressOnly(np) {
+			deny = &np.Spec.PodSelector
+		}
+	}
+	var prune []*networkingv1.NetworkPolicy
+	for _, np := range p.Prune {
+		if deny != nil && equalSelectors(np.Spec.PodSelector, *deny) {
+			prune = append(prune, np)
+		} else {
+			p.Keep = append(p.Keep, np)
+		}
+	}
+	p.Prune = prune
+}
+
+// isolatesIngressOnly reports whether an owned default-deny in the cluster
+// still denies all ingress (it may have drifted and be waiting for repair).
+func isolatesIngressOnly(np *networkingv1.NetworkPolicy) bool {
+	return len(np.Spec.Ingress) == 0 && slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 }
 
 func equalSelectors(a, b metav1.LabelSelector) bool {
