@@ -15,16 +15,18 @@ import (
 )
 
 // Repairs of one policy within the contest window that mark it as contested:
-// someone keeps changing it back.
+// someone keeps changing it back, or deleting it.
 const (
 	DefaultContestWindow = time.Minute
 	contestThreshold     = 3
 )
 
-// repairLog remembers when the policies of one WorkloadIsolation were
-// repaired, and by whose change.
+// repairLog remembers, per policy of one WorkloadIsolation, the
+// resourceVersion this process last wrote, when the policy was repaired
+// after someone else changed or deleted it, and by whom.
 type repairLog struct {
 	mu    sync.Mutex
+	ours  map[string]string
 	times map[string][]time.Time
 	by    map[string]string
 }
@@ -37,39 +39,64 @@ func (r *WorkloadIsolationReconciler) contestWindow() time.Duration {
 	return DefaultContestWindow
 }
 
+func (r *WorkloadIsolationReconciler) repairLog(owner types.NamespacedName) *repairLog {
+	v, _ := r.repairs.LoadOrStore(owner, &repairLog{ours: map[string]string{}, times: map[string][]time.Time{}, by: map[string]string{}})
+	return v.(*repairLog)
+}
+
+// changedByOthers reports whether a policy about to be written was changed
+// (haveVersion) or deleted (haveVersion "") by someone else since this
+// process last wrote it. A policy this process never wrote counts as
+// changed by others only when it exists: after a restart, a spec change is
+// not mistaken for a foreign one more than once.
+func (r *WorkloadIsolationReconciler) changedByOthers(owner types.NamespacedName, name, haveVersion string) bool {
+	log := r.repairLog(owner)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	ours, known := log.ours[name]
+	if haveVersion == "" {
+		return known
+	}
+	return !known || ours != haveVersion
+}
+
+// wrote records the resourceVersion a write of the named policy returned;
+// an empty version forgets the policy (it was pruned).
+func (r *WorkloadIsolationReconciler) wrote(owner types.NamespacedName, name, version string) {
+	log := r.repairLog(owner)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if version == "" {
+		delete(log.ours, name)
+		return
+	}
+	log.ours[name] = version
+}
+
 // nearContest reports whether one more repair of the named policy would mark
 // it as contested; the caller then reads who changed it (the cache holds no
 // managed fields).
 func (r *WorkloadIsolationReconciler) nearContest(owner types.NamespacedName, name string, now time.Time) bool {
-	v, ok := r.repairs.Load(owner)
-	if !ok {
-		return false
-	}
-	log := v.(*repairLog)
+	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	cutoff := now.Add(-r.contestWindow())
-	n := 0
-	for _, t := range log.times[name] {
-		if !t.Before(cutoff) {
-			n++
-		}
-	}
-	return n >= contestThreshold-1
+	return len(log.recent(name, now.Add(-r.contestWindow()))) >= contestThreshold-1
 }
 
-// recordRepair notes a repair of the named policy, changed before it by
-// writer (a field manager, or "" when not known), and returns a failure when
-// the policy was repaired contestThreshold times within the window: the
-// operator keeps repairing it (the isolation wins each time), but the
-// resource must not look healthy while another writer keeps re-opening it.
+// recordRepair notes a repair of the named policy after someone else
+// changed (writer: their field manager, "" when not known) or deleted it,
+// and returns a failure when it was repaired contestThreshold times within
+// the window: the operator keeps repairing it (the isolation wins each
+// time), but the resource must not look healthy while another writer keeps
+// re-opening it.
 func (r *WorkloadIsolationReconciler) recordRepair(owner types.NamespacedName, name, writer string, now time.Time) *status.Failure {
-	v, _ := r.repairs.LoadOrStore(owner, &repairLog{times: map[string][]time.Time{}, by: map[string]string{}})
-	log := v.(*repairLog)
+	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	cutoff := now.Add(-r.contestWindow())
-	times := slices.DeleteFunc(log.times[name], func(t time.Time) bool { return t.Before(cutoff) })
+	times := log.recent(name, now.Add(-r.contestWindow()))
+	if len(times) == 0 {
+		delete(log.by, name) // a new contest: forget who was behind the last one
+	}
 	log.times[name] = append(times, now)
 	if writer != "" {
 		log.by[name] = writer
@@ -89,8 +116,7 @@ func (r *WorkloadIsolationReconciler) contestedFailure(owner types.NamespacedNam
 	defer log.mu.Unlock()
 	cutoff := now.Add(-r.contestWindow())
 	for _, name := range slices.Sorted(maps.Keys(log.times)) {
-		log.times[name] = slices.DeleteFunc(log.times[name], func(t time.Time) bool { return t.Before(cutoff) })
-		if len(log.times[name]) == 0 {
+		if len(log.recent(name, cutoff)) == 0 {
 			delete(log.times, name)
 			delete(log.by, name)
 			continue
@@ -102,19 +128,24 @@ func (r *WorkloadIsolationReconciler) contestedFailure(owner types.NamespacedNam
 	return nil
 }
 
+// recent drops the repairs of the named policy before cutoff and returns
+// the rest.
+func (l *repairLog) recent(name string, cutoff time.Time) []time.Time {
+	l.times[name] = slices.DeleteFunc(l.times[name], func(t time.Time) bool { return t.Before(cutoff) })
+	return l.times[name]
+}
+
 func (l *repairLog) contested(name string, window time.Duration) *status.Failure {
 	n := len(l.times[name])
 	if n < contestThreshold {
 		return nil
 	}
-	writer := l.by[name]
-	if writer == "" {
-		writer = "another writer"
-	} else {
-		writer = "field manager " + writer
+	writer := "another writer"
+	if by := l.by[name]; by != "" {
+		writer = fmt.Sprintf("field manager %q", by)
 	}
 	return &status.Failure{Reason: isolationv1alpha1.ReasonContested, Message: fmt.Sprintf(
-		"NetworkPolicy %s was changed away from the spec by %s and repaired %d times within %s; the operator keeps repairing it, but something keeps re-opening it",
+		"NetworkPolicy %s was changed away from the spec or deleted, by %s, and repaired %d times within %s; the operator keeps repairing it, but something keeps re-opening it",
 		name, writer, n, window)}
 }
 

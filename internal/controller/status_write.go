@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,35 +30,53 @@ type writtenStatus struct {
 
 // patchStatus writes the status when it differs from what the server holds.
 // What the server holds is the cached copy, unless this process wrote the
-// status since and the cache has not caught up (its resourceVersion differs
-// from the one the write returned): then it is what was written. A stale
-// cache can therefore not hide a change. The patch carries the cached
-// resourceVersion (optimistic locking), so a patch computed from a stale
-// copy fails with a conflict and is retried instead of overwriting newer
-// status.
-func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, after *isolationv1alpha1.WorkloadIsolation) error {
-	key := client.ObjectKeyFromObject(after)
-	server := &before.Status
-	if v, ok := r.written.Load(key); ok {
-		last := v.(writtenStatus)
-		switch {
-		case last.uid != after.UID || last.resourceVersion == before.ResourceVersion:
-			// Another object of that name, or the cache has caught up
-			// with the write: the cached copy is what the server holds.
-			r.written.Delete(key)
-		default:
-			server = &last.status
-		}
+// status since and the cache has not caught up with that write yet (see
+// pending): then it is what was written. A stale cache can therefore not
+// hide a change. The patch carries the cached resourceVersion (optimistic
+// locking), so a patch computed from a stale copy fails with a conflict and
+// is retried instead of overwriting newer status.
+func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached, after *isolationv1alpha1.WorkloadIsolation) error {
+	server := &cached.Status
+	if last := r.pending(cached); last != nil {
+		server = last
 	}
 	if equality.Semantic.DeepEqual(*server, after.Status) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
 	if err := r.Status().Patch(ctx, after, patch); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("updating status: %w", err))
 	}
-	r.written.Store(key, writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
+	r.written.Store(client.ObjectKeyFromObject(after), writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
 	return nil
+}
+
+// pending returns the status this process last wrote for the object when
+// the cached copy is older than that write, nil when the cache has caught up
+// with it or moved past it (then the remembered write is dropped, and the
+// cached copy, whoever wrote it last, is what the server holds). Versions
+// are compared as the integers etcd issues; where they cannot be compared
+// the cached copy is taken, and a stale one costs only a conflict and a
+// retry.
+func (r *WorkloadIsolationReconciler) pending(cached *isolationv1alpha1.WorkloadIsolation) *isolationv1alpha1.WorkloadIsolationStatus {
+	key := client.ObjectKeyFromObject(cached)
+	v, ok := r.written.Load(key)
+	if !ok {
+		return nil
+	}
+	last := v.(writtenStatus)
+	if last.uid == cached.UID && olderVersion(cached.ResourceVersion, last.resourceVersion) {
+		return &last.status
+	}
+	r.written.Delete(key)
+	return nil
+}
+
+// olderVersion reports whether resourceVersion a is known to be older than b.
+func olderVersion(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	return err1 == nil && err2 == nil && x < y
 }
 
 // rebase starts wi's status from the last status this process wrote when
@@ -65,12 +84,8 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, before, a
 // outcome computes exactly what the server holds (transition times
 // included) and writes nothing.
 func (r *WorkloadIsolationReconciler) rebase(wi *isolationv1alpha1.WorkloadIsolation) {
-	v, ok := r.written.Load(client.ObjectKeyFromObject(wi))
-	if !ok {
-		return
-	}
-	if last := v.(writtenStatus); last.uid == wi.UID && last.resourceVersion != wi.ResourceVersion {
-		wi.Status = *last.status.DeepCopy()
+	if last := r.pending(wi); last != nil {
+		wi.Status = *last.DeepCopy()
 	}
 }
 

@@ -54,19 +54,30 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 	}
 
 	var errs []error
+	owner := client.ObjectKeyFromObject(wi)
+	note := func(name, haveVersion, writer string, now time.Time) {
+		if !r.changedByOthers(owner, name, haveVersion) {
+			return // a change of the spec, not a repair
+		}
+		if contested := r.recordRepair(owner, name, writer, now); contested != nil && res.failure == nil {
+			res.failure = contested
+		}
+	}
 	for _, want := range plan.Create {
+		now := time.Now()
 		created, err := r.create(ctx, want)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		res.owned = append(res.owned, *created)
+		note(want.Name, "", "", now)
+		r.wrote(owner, want.Name, created.ResourceVersion)
 	}
-	owner := client.ObjectKeyFromObject(wi)
 	for _, u := range plan.Update {
 		now := time.Now()
 		writer := ""
-		if r.APIReader != nil && r.nearContest(owner, u.Have.Name, now) {
+		if r.APIReader != nil && r.changedByOthers(owner, u.Have.Name, u.Have.ResourceVersion) && r.nearContest(owner, u.Have.Name, now) {
 			live := &networkingv1.NetworkPolicy{}
 			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(u.Have), live); err == nil {
 				writer = lastWriter(live)
@@ -79,9 +90,8 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 			continue
 		}
 		res.owned = append(res.owned, *repaired)
-		if contested := r.recordRepair(owner, u.Have.Name, writer, now); contested != nil && res.failure == nil {
-			res.failure = contested
-		}
+		note(u.Have.Name, u.Have.ResourceVersion, writer, now)
+		r.wrote(owner, u.Have.Name, repaired.ResourceVersion)
 		if !policy.UpToDate(repaired, u.Want) {
 			// Someone else's write won between our read and our apply, or
 			// an admission plugin changes the object: do not write again at
@@ -102,6 +112,7 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 			continue
 		}
 		res.deleted = append(res.deleted, stale.Name)
+		r.wrote(owner, stale.Name, "")
 		log.FromContext(ctx).Info("deleted NetworkPolicy no longer wanted", "networkPolicy", stale.Name)
 	}
 	return res, errors.Join(errs...)

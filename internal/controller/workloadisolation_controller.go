@@ -106,6 +106,11 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	before := wi.DeepCopy()
 
 	outcome, err := r.reconcile(ctx, wi)
+	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+		// The cache lags behind a write (ours or someone's): what was
+		// computed from it is not worth reporting. Retry shortly.
+		return ctrl.Result{}, err
+	}
 	status.SetConditions(&wi.Status, outcome)
 	if patchErr := r.patchStatus(ctx, cached, wi); patchErr != nil {
 		err = errors.Join(err, patchErr)
