@@ -281,6 +281,10 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "replicas > 1 needs leaderElection.enabled=true") {
 		t.Fatalf("two replicas without leader election must fail clearly, got %v", err)
 	}
+	_, err = render(t, values(t, "podDisruptionBudget: {enabled: true, minAvailable: 1}\n"))
+	if err == nil || !strings.Contains(err.Error(), "podDisruptionBudget.minAvailable (1) must be below replicas (1)") {
+		t.Fatalf("a PodDisruptionBudget that blocks every drain must fail clearly, got %v", err)
+	}
 }
 
 // TestChartIsInSyncWithControllerGen fails when the chart's CRDs or manager
