@@ -158,6 +158,20 @@ func reconciles() float64 {
 	return total
 }
 
+// expectNoRetryLoop waits until the manager has settled, then checks that
+// it does not reconcile again for a while. A retry loop with an unchanged
+// status writes nothing, so reconciles are counted, not writes.
+func expectNoRetryLoop(what string) {
+	GinkgoHelper()
+	Eventually(func() float64 {
+		before := reconciles()
+		time.Sleep(500 * time.Millisecond)
+		return reconciles() - before
+	}, timeout, interval).Should(BeZero())
+	before := reconciles()
+	Consistently(func() float64 { return reconciles() - before }, settle, interval).Should(BeZero(), "no retry loop on %s", what)
+}
+
 // countingReconciler returns a reconciler reading from the manager's cache
 // whose writes are counted.
 func countingReconciler(writes *atomic.Int64) *controller.WorkloadIsolationReconciler {
@@ -454,15 +468,7 @@ var _ = Describe("WorkloadIsolation controller", func() {
 		Expect(ready.Message).To(ContainSubstring("ingress-nginx"), "the message lists the known presets")
 		Expect(kstatusOf(getIsolation(ctx, wi)())).To(Equal(status.FailedStatus))
 
-		// A retry loop with an unchanged status writes nothing: count
-		// reconciles, not writes.
-		Eventually(func() float64 {
-			before := reconciles()
-			time.Sleep(500 * time.Millisecond)
-			return reconciles() - before
-		}, timeout, interval).Should(BeZero())
-		before := reconciles()
-		Consistently(func() float64 { return reconciles() - before }, settle, interval).Should(BeZero(), "no retry loop")
+		expectNoRetryLoop("an unknown preset")
 		np, err := getPolicy(ctx, ns, "local-ai-allow-nginx")()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(np.Spec.Ingress[0].From[0].PodSelector.MatchLabels).To(HaveKeyWithValue("app.kubernetes.io/name", "ingress-nginx"))

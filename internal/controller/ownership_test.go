@@ -322,13 +322,7 @@ var _ = Describe("Objects the API server rejects", func() {
 			haveCondition(isolationv1alpha1.ConditionStalled, metav1.ConditionTrue, isolationv1alpha1.ReasonInvalidSpec),
 			WithTransform(readyMessage, ContainSubstring("10.0.0.1/8")),
 		))
-		Eventually(func() float64 {
-			before := reconciles()
-			time.Sleep(500 * time.Millisecond)
-			return reconciles() - before
-		}, timeout, interval).Should(BeZero())
-		before := reconciles()
-		Consistently(func() float64 { return reconciles() - before }, settle, interval).Should(BeZero(), "no retry loop on a 422")
+		expectNoRetryLoop("a 422")
 	})
 })
 
