@@ -9,6 +9,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/status"
@@ -26,6 +27,7 @@ const (
 // after someone else changed or deleted it, and by whom.
 type repairLog struct {
 	mu    sync.Mutex
+	uid   types.UID
 	ours  map[string]string
 	times map[string][]time.Time
 	by    map[string]string
@@ -39,9 +41,33 @@ func (r *WorkloadIsolationReconciler) contestWindow() time.Duration {
 	return DefaultContestWindow
 }
 
-func (r *WorkloadIsolationReconciler) repairLog(owner types.NamespacedName) *repairLog {
-	v, _ := r.repairs.LoadOrStore(owner, &repairLog{ours: map[string]string{}, times: map[string][]time.Time{}, by: map[string]string{}})
-	return v.(*repairLog)
+// repairLog returns the log of owner, a new one when owner is a new object
+// of an old name (a delete and re-create may reach the operator as one
+// event).
+func (r *WorkloadIsolationReconciler) repairLog(owner *isolationv1alpha1.WorkloadIsolation) *repairLog {
+	key := client.ObjectKeyFromObject(owner)
+	fresh := func() *repairLog {
+		return &repairLog{uid: owner.UID, ours: map[string]string{}, times: map[string][]time.Time{}, by: map[string]string{}}
+	}
+	v, _ := r.repairs.LoadOrStore(key, fresh())
+	if log := v.(*repairLog); log.uid == owner.UID {
+		return log
+	}
+	log := fresh()
+	r.repairs.Store(key, log)
+	return log
+}
+
+// keepOnly forgets the policies of owner not named in names (neither
+// desired nor owned any more), so the log stays as small as the resource.
+func (r *WorkloadIsolationReconciler) keepOnly(owner *isolationv1alpha1.WorkloadIsolation, names map[string]bool) {
+	log := r.repairLog(owner)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for _, m := range []map[string]string{log.ours, log.by} {
+		maps.DeleteFunc(m, func(name, _ string) bool { return !names[name] })
+	}
+	maps.DeleteFunc(log.times, func(name string, _ []time.Time) bool { return !names[name] })
 }
 
 // changedByOthers reports whether a policy about to be written was changed
@@ -49,7 +75,7 @@ func (r *WorkloadIsolationReconciler) repairLog(owner types.NamespacedName) *rep
 // process last wrote it. A policy this process never wrote counts as
 // changed by others only when it exists: after a restart, a spec change is
 // not mistaken for a foreign one more than once.
-func (r *WorkloadIsolationReconciler) changedByOthers(owner types.NamespacedName, name, haveVersion string) bool {
+func (r *WorkloadIsolationReconciler) changedByOthers(owner *isolationv1alpha1.WorkloadIsolation, name, haveVersion string) bool {
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -62,7 +88,7 @@ func (r *WorkloadIsolationReconciler) changedByOthers(owner types.NamespacedName
 
 // wrote records the resourceVersion a write of the named policy returned;
 // an empty version forgets the policy (it was pruned).
-func (r *WorkloadIsolationReconciler) wrote(owner types.NamespacedName, name, version string) {
+func (r *WorkloadIsolationReconciler) wrote(owner *isolationv1alpha1.WorkloadIsolation, name, version string) {
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -76,7 +102,7 @@ func (r *WorkloadIsolationReconciler) wrote(owner types.NamespacedName, name, ve
 // nearContest reports whether one more repair of the named policy would mark
 // it as contested; the caller then reads who changed it (the cache holds no
 // managed fields).
-func (r *WorkloadIsolationReconciler) nearContest(owner types.NamespacedName, name string, now time.Time) bool {
+func (r *WorkloadIsolationReconciler) nearContest(owner *isolationv1alpha1.WorkloadIsolation, name string, now time.Time) bool {
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -89,7 +115,7 @@ func (r *WorkloadIsolationReconciler) nearContest(owner types.NamespacedName, na
 // the window: the operator keeps repairing it (the isolation wins each
 // time), but the resource must not look healthy while another writer keeps
 // re-opening it.
-func (r *WorkloadIsolationReconciler) recordRepair(owner types.NamespacedName, name, writer string, now time.Time) *status.Failure {
+func (r *WorkloadIsolationReconciler) recordRepair(owner *isolationv1alpha1.WorkloadIsolation, name, writer string, now time.Time) *status.Failure {
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -106,9 +132,9 @@ func (r *WorkloadIsolationReconciler) recordRepair(owner types.NamespacedName, n
 
 // contestedFailure reports a policy of owner that is still contested (its
 // repairs within the window reached the threshold), nil otherwise.
-func (r *WorkloadIsolationReconciler) contestedFailure(owner types.NamespacedName, now time.Time) *status.Failure {
-	v, ok := r.repairs.Load(owner)
-	if !ok {
+func (r *WorkloadIsolationReconciler) contestedFailure(owner *isolationv1alpha1.WorkloadIsolation, now time.Time) *status.Failure {
+	v, ok := r.repairs.Load(client.ObjectKeyFromObject(owner))
+	if !ok || v.(*repairLog).uid != owner.UID {
 		return nil
 	}
 	log := v.(*repairLog)

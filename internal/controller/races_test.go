@@ -2,13 +2,19 @@ package controller_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -149,5 +155,71 @@ func TestCacheLagDoesNotFlapReady(t *testing.T) {
 	}
 	if got := condition(t, server, key, isolationv1alpha1.ConditionReady); got != "True/Reconciled" {
 		t.Errorf("a lagging cache turned Ready to %s", got)
+	}
+}
+
+// A writer fast enough that every repair meets a changed policy (409) must
+// not leave the resource looking isolated.
+func TestRepairsThatKeepMeetingConflictsAreNotHealthy(t *testing.T) {
+	server, wi := walkthrough(t)
+	ctx := context.Background()
+	racing := false
+	c := interceptor.NewClient(server, interceptor.Funcs{
+		Apply: func(ctx context.Context, cl client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			if racing {
+				return apierrors.NewConflict(schema.GroupResource{Group: "networking.k8s.io", Resource: "networkpolicies"}, "local-ai-default-deny", errors.New("the object has been modified"))
+			}
+			return cl.Apply(ctx, obj, opts...)
+		},
+	})
+	r := &controller.WorkloadIsolationReconciler{Client: c, Presets: builtinPresets(t)}
+	key := client.ObjectKeyFromObject(wi)
+	reconcileOK(t, r, key)
+	np := &networkingv1.NetworkPolicy{}
+	if err := server.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: "local-ai-default-deny"}, np); err != nil {
+		t.Fatal(err)
+	}
+	np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}} // allow everything
+	if err := server.Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	racing = true
+	for range 5 {
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: key}); err == nil {
+			t.Fatal("a repair that met a conflict must be retried")
+		}
+	}
+	if got := condition(t, server, key, isolationv1alpha1.ConditionReady); got == "True/Reconciled" {
+		t.Errorf("the default-deny allows everything, yet Ready = %s", got)
+	}
+	if got := condition(t, server, key, isolationv1alpha1.ConditionIsolated); got == "True/OnlyDeclaredSources" {
+		t.Errorf("the default-deny allows everything, yet Isolated = %s", got)
+	}
+}
+
+// Deleting and re-creating a resource of the same name is no contest.
+func TestRecreatedResourceIsNotContested(t *testing.T) {
+	server, wi := walkthrough(t)
+	ctx := context.Background()
+	r := &controller.WorkloadIsolationReconciler{Client: server, Presets: builtinPresets(t)}
+	key := client.ObjectKeyFromObject(wi)
+	for i := range 4 {
+		reconcileOK(t, r, key)
+		if got := condition(t, server, key, isolationv1alpha1.ConditionReady); got != "True/Reconciled" {
+			t.Fatalf("incarnation %d: Ready = %s", i, got)
+		}
+		// Delete it, let garbage collection take its policies, and create
+		// it again, without the operator seeing it gone.
+		if err := server.Delete(ctx, wi.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.DeleteAllOf(ctx, &networkingv1.NetworkPolicy{}, client.InNamespace(wi.Namespace)); err != nil {
+			t.Fatal(err)
+		}
+		again := seedIsolation(wi.Namespace)
+		again.UID = types.UID(fmt.Sprintf("uid-%d", i+2))
+		if err := server.Create(ctx, again); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

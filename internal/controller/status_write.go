@@ -93,6 +93,7 @@ func (r *WorkloadIsolationReconciler) rebase(wi *isolationv1alpha1.WorkloadIsola
 func (r *WorkloadIsolationReconciler) forget(key types.NamespacedName) {
 	r.written.Delete(key)
 	r.repairs.Delete(key)
+	r.portChecks.Delete(key)
 	for _, t := range eventConditions {
 		r.recorded.Delete(recordKey(key, t))
 	}

@@ -33,18 +33,15 @@ type syncResult struct {
 }
 
 // syncPolicies makes the cluster hold exactly the desired policies of wi,
+// given the policies of its namespace (existing, a private copy),
 // touching only the policies wi owns (policy.Owned): it creates the missing
 // ones, repairs the owned ones that differ, and deletes the owned ones no
 // longer desired. Up-to-date policies cause no request at all. Names taken by
 // objects wi does not own, or contested by another WorkloadIsolation
 // (contested), are reported and left alone.
 func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	desired []networkingv1.NetworkPolicy, contested []policy.Conflict) (syncResult, error) {
-	existing := &networkingv1.NetworkPolicyList{}
-	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace)); err != nil {
-		return syncResult{}, fmt.Errorf("listing NetworkPolicies: %w", err)
-	}
-	plan := policy.PlanSync(wi, desired, existing.Items, contested)
+	desired, existing []networkingv1.NetworkPolicy, contested []policy.Conflict) (syncResult, error) {
+	plan := policy.PlanSync(wi, desired, existing, contested)
 	var res syncResult
 	for _, np := range plan.Keep {
 		res.owned = append(res.owned, *np)
@@ -54,7 +51,7 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 	}
 
 	var errs []error
-	owner := client.ObjectKeyFromObject(wi)
+	owner := wi
 	note := func(name, haveVersion, writer string, now time.Time) {
 		if !r.changedByOthers(owner, name, haveVersion) {
 			return // a change of the spec, not a repair
@@ -85,6 +82,11 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 		}
 		repaired, err := r.apply(ctx, u.Want, u.Have)
 		if err != nil {
+			if apierrors.IsConflict(err) {
+				// The policy changed again between our read and our
+				// repair: someone else keeps writing it.
+				note(u.Have.Name, u.Have.ResourceVersion, writer, now)
+			}
 			errs = append(errs, err)
 			res.owned = append(res.owned, *u.Have)
 			continue
@@ -103,7 +105,7 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Never prune while the desired set is not fully in place.
-		return res, r.classify(err, &res)
+		return res, r.classify(errs, &res)
 	}
 	for _, stale := range plan.Prune {
 		if err := r.Delete(ctx, stale, client.Preconditions{UID: &stale.UID, ResourceVersion: &stale.ResourceVersion}); client.IgnoreNotFound(err) != nil {
@@ -115,6 +117,14 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 		r.wrote(owner, stale.Name, "")
 		log.FromContext(ctx).Info("deleted NetworkPolicy no longer wanted", "networkPolicy", stale.Name)
 	}
+	names := map[string]bool{}
+	for _, np := range desired {
+		names[np.Name] = true
+	}
+	for _, np := range res.owned {
+		names[np.Name] = true
+	}
+	r.keepOnly(owner, names)
 	return res, errors.Join(errs...)
 }
 
@@ -123,13 +133,20 @@ func (r *WorkloadIsolationReconciler) syncPolicies(ctx context.Context, wi *isol
 // retry cannot fix. Anything else, a name taken between our read and our
 // create included (reported as a conflict once the cache holds the object),
 // is transient and returned.
-func (r *WorkloadIsolationReconciler) classify(err error, res *syncResult) error {
-	if apierrors.IsInvalid(err) {
-		res.failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Stalled: true,
-			Message: "the API server rejected a generated NetworkPolicy: " + err.Error()}
-		return nil
+func (r *WorkloadIsolationReconciler) classify(errs []error, res *syncResult) error {
+	var invalid, other []error
+	for _, err := range errs {
+		if apierrors.IsInvalid(err) {
+			invalid = append(invalid, err)
+		} else {
+			other = append(other, err)
+		}
 	}
-	return err
+	if len(invalid) > 0 {
+		res.failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Stalled: true,
+			Message: "the API server rejected a generated NetworkPolicy: " + errors.Join(invalid...).Error()}
+	}
+	return errors.Join(other...)
 }
 
 func conflictFailure(conflicts []policy.Conflict) *status.Failure {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"sync"
@@ -65,6 +66,8 @@ type WorkloadIsolationReconciler struct {
 	written sync.Map
 	// repairs remembers recent repairs per object (*repairLog).
 	repairs sync.Map
+	// portChecks remembers the last named-port check per object (portCheck).
+	portChecks sync.Map
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -106,14 +109,15 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	before := wi.DeepCopy()
 
 	outcome, err := r.reconcile(ctx, wi)
-	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
-		// The cache lags behind a write (ours or someone's): what was
-		// computed from it is not worth reporting. Retry shortly.
+	if apierrors.IsAlreadyExists(err) {
+		// The cache has not seen a policy created a moment ago (by this
+		// process or someone else): what was computed from it is not
+		// worth reporting. Retry shortly.
 		return ctrl.Result{}, err
 	}
 	status.SetConditions(&wi.Status, outcome)
 	if patchErr := r.patchStatus(ctx, cached, wi); patchErr != nil {
-		err = errors.Join(err, patchErr)
+		return ctrl.Result{}, errors.Join(err, patchErr)
 	}
 	r.recordTransition(before, wi)
 	if err != nil {
@@ -161,7 +165,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	status.SetTarget(&wi.Status, selector)
 	outcome.Policies = len(desired)
-	pods, err := r.targetPods(ctx, wi.Namespace, selector)
+	pods, podSet, err := r.targetPods(ctx, wi.Namespace, selector)
 	if err != nil {
 		return withTransient(outcome, err)
 	}
@@ -175,7 +179,11 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		written = nil // Audit writes nothing and removes what Enforce wrote.
 	}
-	res, syncErr := r.syncPolicies(ctx, wi, written, contested)
+	existing := &networkingv1.NetworkPolicyList{}
+	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace)); err != nil {
+		return withTransient(outcome, fmt.Errorf("listing NetworkPolicies: %w", err))
+	}
+	res, syncErr := r.syncPolicies(ctx, wi, written, existing.Items, contested)
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		status.SetPolicies(&wi.Status, references(desired))
 	} else {
@@ -185,7 +193,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		outcome.Failure = res.failure
 	}
 	if outcome.Failure == nil {
-		outcome.Failure = r.contestedFailure(client.ObjectKeyFromObject(wi), time.Now())
+		outcome.Failure = r.contestedFailure(wi, time.Now())
 	}
 	// Analyse what is in place even when a write failed, so that Isolated
 	// says what the cluster holds, not what was meant to be written.
@@ -194,14 +202,14 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
 		return withTransient(outcome, errors.Join(syncErr, fmt.Errorf("listing namespaces: %w", err)))
 	}
-	outcome.Isolation, err = r.analyze(ctx, wi, pods, desired, res, namespaces.Items)
-	if err != nil || syncErr != nil {
-		return withTransient(outcome, errors.Join(syncErr, err))
+	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces.Items)
+	if syncErr != nil {
+		return withTransient(outcome, syncErr)
 	}
 	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool {
 		return slices.ContainsFunc(namespaces.Items, func(ns metav1.PartialObjectMetadata) bool { return ns.Name == name })
 	})
-	outcome.UndeclaredPorts, err = r.undeclaredPorts(ctx, wi, selector, len(pods))
+	outcome.UndeclaredPorts, err = r.undeclaredPorts(ctx, wi, selector, len(pods), podSet)
 	if err != nil {
 		return withTransient(outcome, err)
 	}
@@ -212,13 +220,29 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 // namedPortSample is how many target pods are read to check named ports.
 const namedPortSample = 20
 
+// portCheck is the result of undeclaredPorts for one generation of a
+// resource and one set of target pods (container ports cannot change in a
+// running pod, so the same pods give the same answer).
+type portCheck struct {
+	generation int64
+	pods       uint64
+	undeclared []string
+}
+
 // undeclaredPorts reports the named ports of wi that no container of (a
 // sample of) the target pods declares. Only resources with named ports and
-// target pods cost a read.
+// target pods cost a read, and only when the spec or the set of target pods
+// changed since the last check.
 func (r *WorkloadIsolationReconciler) undeclaredPorts(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	selector *metav1.LabelSelector, pods int) ([]string, error) {
+	selector *metav1.LabelSelector, pods int, podSet uint64) ([]string, error) {
 	if r.APIReader == nil || pods == 0 || len(policy.NamedPorts(wi)) == 0 {
 		return nil, nil
+	}
+	key := client.ObjectKeyFromObject(wi)
+	if v, ok := r.portChecks.Load(key); ok {
+		if last := v.(portCheck); last.generation == wi.Generation && last.pods == podSet {
+			return last.undeclared, nil
+		}
 	}
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
@@ -237,7 +261,9 @@ func (r *WorkloadIsolationReconciler) undeclaredPorts(ctx context.Context, wi *i
 			}
 		}
 	}
-	return policy.UndeclaredPorts(wi, declared), nil
+	undeclared := policy.UndeclaredPorts(wi, declared)
+	r.portChecks.Store(key, portCheck{generation: wi.Generation, pods: podSet, undeclared: undeclared})
+	return undeclared, nil
 }
 
 // contestedNames returns the generated names of wi that another
@@ -250,19 +276,15 @@ func (r *WorkloadIsolationReconciler) contestedNames(ctx context.Context, wi *is
 	return policy.Collisions(wi, list.Items), nil
 }
 
-// analyze checks every NetworkPolicy of the namespace against the declared
-// policies. The policies just written are taken as written and those just
-// deleted as gone, so that the analysis neither reports a drift that was
-// repaired a moment ago nor a policy that no longer exists.
-func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	pods []analysis.Object, declared []networkingv1.NetworkPolicy, res syncResult, namespaces []metav1.PartialObjectMetadata) (*analysis.Report, error) {
-	// The lists below are only read: skip the cache's deep copies.
-	list := &networkingv1.NetworkPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing NetworkPolicies: %w", err)
-	}
-	current := make(map[string]networkingv1.NetworkPolicy, len(list.Items))
-	for _, np := range list.Items {
+// analyze checks every NetworkPolicy of the namespace (as listed before the
+// sync) against the declared policies. The policies just written are taken
+// as written and those just deleted as gone, so that the analysis neither
+// reports a drift that was repaired a moment ago nor a policy that no longer
+// exists.
+func (r *WorkloadIsolationReconciler) analyze(wi *isolationv1alpha1.WorkloadIsolation, pods []analysis.Object,
+	declared, listed []networkingv1.NetworkPolicy, res syncResult, namespaces []metav1.PartialObjectMetadata) *analysis.Report {
+	current := make(map[string]networkingv1.NetworkPolicy, len(listed))
+	for _, np := range listed {
 		current[np.Name] = np
 	}
 	for _, np := range res.owned {
@@ -282,7 +304,7 @@ func (r *WorkloadIsolationReconciler) analyze(ctx context.Context, wi *isolation
 		in.Namespaces = append(in.Namespaces, analysis.Object{Name: ns.Name, Labels: ns.Labels})
 	}
 	report := analysis.Analyze(in)
-	return &report, nil
+	return &report
 }
 
 // withTransient records a transient error as the outcome's failure.
@@ -335,21 +357,26 @@ func (r *WorkloadIsolationReconciler) resolveTarget(ctx context.Context, wi *iso
 
 // targetPods lists the pods the selector selects, from the metadata-only
 // cache. The selector has been validated by policy.Build.
-func (r *WorkloadIsolationReconciler) targetPods(ctx context.Context, namespace string, selector *metav1.LabelSelector) ([]analysis.Object, error) {
+// The second result identifies the set of pods (by UID, in any order).
+func (r *WorkloadIsolationReconciler) targetPods(ctx context.Context, namespace string, selector *metav1.LabelSelector) ([]analysis.Object, uint64, error) {
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := r.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing pods: %w", err)
+		return nil, 0, fmt.Errorf("listing pods: %w", err)
 	}
 	out := make([]analysis.Object, 0, len(pods.Items))
+	var set uint64
 	for _, p := range pods.Items {
 		out = append(out, analysis.Object{Name: p.Name, Labels: p.Labels})
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(p.UID))
+		set += h.Sum64()
 	}
-	return out, nil
+	return out, set, nil
 }
 
 func references(policies []networkingv1.NetworkPolicy) []isolationv1alpha1.PolicyReference {

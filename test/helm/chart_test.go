@@ -285,6 +285,10 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "podDisruptionBudget.minAvailable (1) must be below replicas (1)") {
 		t.Fatalf("a PodDisruptionBudget that blocks every drain must fail clearly, got %v", err)
 	}
+	_, err = render(t, values(t, "replicas: 2\nleaderElection: {enabled: true}\npodDisruptionBudget: {enabled: true, minAvailable: \"100%\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "podDisruptionBudget.minAvailable (100%) must be below replicas (2)") {
+		t.Fatalf("a PodDisruptionBudget of 100%% must fail clearly, got %v", err)
+	}
 }
 
 // TestChartIsInSyncWithControllerGen fails when the chart's CRDs or manager
