@@ -20,6 +20,8 @@
 #   ENVTEST_ETCD_VERSION  etcd version (default 3.7.3)
 #   ENVTEST_STORE         store root (default ~/.local/share/kubebuilder-envtest)
 #   ENVTEST_WITH_KCM      1 to also provide kube-controller-manager
+#   ENVTEST_WITH_NODE     1 to also build what a real one-node cluster needs:
+#                         kube-scheduler, kubelet, kube-proxy and kubectl
 #   SETUP_ENVTEST_VERSION setup-envtest module version (default v0.25.1)
 #   ENVTEST_SKIP_DOWNLOAD 1 to skip the setup-envtest attempt
 set -euo pipefail
@@ -28,6 +30,8 @@ k8s_version="${ENVTEST_K8S_VERSION:-1.37.2}"
 etcd_version="${ENVTEST_ETCD_VERSION:-3.7.3}"
 store="${ENVTEST_STORE:-${XDG_DATA_HOME:-$HOME/.local/share}/kubebuilder-envtest}"
 with_kcm="${ENVTEST_WITH_KCM:-0}"
+with_node="${ENVTEST_WITH_NODE:-0}"
+node_targets=(kube-scheduler kubelet kube-proxy kubectl)
 setup_envtest_version="${SETUP_ENVTEST_VERSION:-v0.25.1}"
 goos="$(go env GOOS)"
 goarch="$(go env GOARCH)"
@@ -39,7 +43,10 @@ log() { echo "setup-envtest: $*" >&2; }
 
 have_all() {
   [ -x "$dest/kube-apiserver" ] && [ -x "$dest/etcd" ] || return 1
-  [ "$with_kcm" != 1 ] || [ -x "$dest/kube-controller-manager" ]
+  [ "$with_kcm" != 1 ] || [ -x "$dest/kube-controller-manager" ] || return 1
+  if [ "$with_node" = 1 ]; then
+    for t in "${node_targets[@]}"; do [ -x "$dest/$t" ] || return 1; done
+  fi
 }
 
 if have_all; then
@@ -131,6 +138,9 @@ GOSRC
 k8s_targets=()
 [ -x "$dest/kube-apiserver" ] || k8s_targets+=(kube-apiserver)
 [ "$with_kcm" != 1 ] || [ -x "$dest/kube-controller-manager" ] || k8s_targets+=(kube-controller-manager)
+if [ "$with_node" = 1 ]; then
+  for t in "${node_targets[@]}"; do [ -x "$dest/$t" ] || k8s_targets+=("$t"); done
+fi
 [ ${#k8s_targets[@]} -eq 0 ] || build_kubernetes "${k8s_targets[@]}"
 
 have_all || { log "binaries missing in $dest"; exit 1; }
