@@ -3,8 +3,10 @@
 # Tool versions, installed from the Go module proxy into ./bin.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
-# Test-only NetworkPolicy dataplane for the real-traffic e2e suite (never shipped).
+# Test-only NetworkPolicy dataplane of the real-node cluster (never shipped).
 KUBE_ROUTER_VERSION ?= v2.1.0
+# Helm CLI for the real-node demo (the suites use Helm's Go SDK at the same version).
+HELM_VERSION ?= v3.22.0
 
 # Local control plane (kube-apiserver + etcd) for envtest and the demo.
 ENVTEST_K8S_VERSION ?= 1.37.2
@@ -15,11 +17,14 @@ GO_BUILD_FLAGS ?= -trimpath -ldflags "-s -w"
 
 # kube-controller-manager runs the garbage collector in the tests and the demo.
 SETUP_ENVTEST = ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) ENVTEST_WITH_KCM=1 hack/setup-envtest.sh
+# The real one-node cluster also needs kube-scheduler, kubelet, kube-proxy and kubectl.
+SETUP_NODE = ENVTEST_WITH_NODE=1 $(SETUP_ENVTEST)
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 KUBE_ROUTER ?= $(LOCALBIN)/kube-router-$(KUBE_ROUTER_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -36,10 +41,16 @@ help: ## Show this help.
 ##@ Main commands
 
 .PHONY: demo
-demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (CNI=canal for Canal instead of Cilium, KEEP=1 keeps it running).
+demo: envtest build ## Run the local demo: control plane, operator, walkthrough scene (CNI=canal for Canal instead of Cilium, KEEP=1 keeps it running; CLUSTER=real: a real one-node cluster with the chart installed, kept up).
+ifeq ($(CLUSTER),real)
+	$(MAKE) realnode-up helm
+	ln -sf "$$($(SETUP_NODE))/kubectl" $(LOCALBIN)/kubectl
+	hack/realnode-demo/run.sh $(LOCALBIN)
+else
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go run ./hack/demo --manager $(LOCALBIN)/manager --plugin $(LOCALBIN)/kubectl-isolator --crds config/crd/bases \
 		--sample config/samples/isolation_v1alpha1_workloadisolation.yaml $(if $(CNI),--cni $(CNI),) $(if $(KEEP),--keep,)
+endif
 
 .PHONY: test
 test: envtest ## Run all unit, envtest, oracle and chart suites (vet and format checks included).
@@ -49,10 +60,27 @@ test: envtest ## Run all unit, envtest, oracle and chart suites (vet and format 
 	cd test/oracle && go test ./... -count=1 -timeout 20m -v -run . $(TEST_FLAGS) | grep -E '^(--- |ok|FAIL|PASS|oracle|panic)|_test.go'
 	cd test/helm && KUBEBUILDER_ASSETS="$$(cd ../.. && $(SETUP_ENVTEST))" go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
 
-.PHONY: e2e
-e2e: envtest build kube-router ## Real-traffic e2e: kube-router's firewall, network namespaces, real TCP (root).
-	cd test/e2e && KUBEBUILDER_ASSETS="$$(cd ../.. && $(SETUP_ENVTEST))" KUBE_ROUTER=$(KUBE_ROUTER) MANAGER=$(LOCALBIN)/manager \
-		go test ./... -count=1 -v -timeout 10m $(TEST_FLAGS)
+##@ Real one-node cluster (root; containerd, runc, CNI plugins, iptables, ipset, nftables from Debian)
+
+REALNODE ?= $(LOCALBIN)/realnode
+REALNODE_FLAGS = --bin-dir "$$($(SETUP_NODE))" --kube-router $(KUBE_ROUTER) --root $(CURDIR) --images $(LOCALBIN)/realnode-images
+
+.PHONY: realnode-bin
+realnode-bin: | $(LOCALBIN) ## Build the cluster harness into bin/realnode.
+	cd test/realnode && CGO_ENABLED=0 go build -o $(REALNODE) ./cmd/realnode
+
+.PHONY: realnode-test
+realnode-test: envtest kube-router realnode-bin ## Run the real-node suite: its own cluster up, chart, upgrade, failover, walkthrough on real pods, KKP, cluster down.
+	cd test/realnode && REALNODE_BIN_DIR="$$(cd ../.. && $(SETUP_NODE))" KUBE_ROUTER=$(KUBE_ROUTER) REALNODE_SUPERVISOR=$(REALNODE) \
+		go test ./... -count=1 -v -timeout 20m $(TEST_FLAGS)
+
+.PHONY: realnode-up
+realnode-up: envtest kube-router realnode-bin ## Start a real one-node cluster and keep it up (KUBECONFIG printed; stop it with make realnode-down).
+	$(REALNODE) up $(REALNODE_FLAGS)
+
+.PHONY: realnode-down
+realnode-down: realnode-bin ## Stop the cluster of realnode-up and check that nothing is left on the host.
+	$(REALNODE) down
 
 .PHONY: test-oracle
 test-oracle: ## Run the oracle property tests alone (ORACLE_SEED, ORACLE_CASES to vary them).
@@ -105,7 +133,7 @@ vet: ## Run go vet (the operator module and the oracle module).
 	go vet ./...
 	cd test/oracle && go vet ./...
 	cd test/helm && go vet ./...
-	cd test/e2e && go vet ./...
+	cd test/realnode && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml).
@@ -151,6 +179,13 @@ $(KUBE_ROUTER): | $(LOCALBIN)
 	@echo "building kube-router $(KUBE_ROUTER_VERSION) (test-only dataplane; about 4 minutes the first time)"
 	GOBIN=$(LOCALBIN)/kube-router-build CGO_ENABLED=0 go install github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$(KUBE_ROUTER_VERSION)
 	mv $(LOCALBIN)/kube-router-build/kube-router $(KUBE_ROUTER) && rmdir $(LOCALBIN)/kube-router-build
+
+.PHONY: helm
+helm: $(HELM)
+$(HELM): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN)/helm-build CGO_ENABLED=0 go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm-build/helm $(HELM) && rmdir $(LOCALBIN)/helm-build
+	ln -sf $(notdir $(HELM)) $(LOCALBIN)/helm
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT)

@@ -153,6 +153,7 @@ func TestTemplateDefaults(t *testing.T) {
 		"Service/isolator-metrics", "Deployment/isolator", "NetworkPolicy/isolator",
 		"Role/isolator-cni-detection", "RoleBinding/isolator-cni-detection",
 		"ClusterRole/isolator-metrics-auth", "ClusterRoleBinding/isolator-metrics-auth", "ClusterRole/isolator-metrics-reader",
+		"Lease/" + leaseName,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("default render lacks %s; has %s", want, got)
@@ -162,6 +163,27 @@ func TestTemplateDefaults(t *testing.T) {
 		if strings.Contains(got, absent) {
 			t.Errorf("%s must be off by default", absent)
 		}
+	}
+}
+
+// leaseName is the operator's leader election Lease, which the chart
+// creates so that helm uninstall removes it.
+const leaseName = "isolator.isolation.isolator.dev"
+
+func TestLeaseIsTheOperatorsAndOnlyWithLeaderElection(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "cmd", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), `LeaderElectionID:        "`+leaseName+`"`) {
+		t.Errorf("cmd/main.go does not elect its leader with Lease %s, which the chart creates", leaseName)
+	}
+	manifest, err := render(t, values(t, "leaderElection: {enabled: false}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(kinds(objects(t, manifest)), " "); strings.Contains(got, "Lease/") {
+		t.Errorf("a Lease without leader election: %s", got)
 	}
 }
 

@@ -162,6 +162,17 @@ func killCgroups(dirs []string) error {
 	}
 }
 
+// KillAll sends SIGKILL to every process of the cluster, the supervisor
+// included, and leaves everything else in place, as a killed run or a
+// stopped machine would.
+func (c Config) KillAll() error {
+	dirs, err := c.cgroupDirs()
+	if err != nil {
+		return err
+	}
+	return killCgroups(dirs)
+}
+
 // removeCgroups removes the cgroup directories, children first.
 func removeCgroups(dirs []string) error {
 	var all []string

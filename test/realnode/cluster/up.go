@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -225,9 +226,33 @@ func (c Config) withLog(err error, name string) error {
 	return fmt.Errorf("%w\n%s log (tail):\n%s", err, name, strings.Join(lines, "\n"))
 }
 
+// RESTConfig is the cluster administrator's client configuration. It holds
+// the certificates themselves rather than their paths: client-go caches
+// transports by TLS configuration, and a cluster brought up again writes new
+// certificates to the same paths.
+func (c Config) RESTConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		path *string
+		data *[]byte
+	}{{&cfg.CAFile, &cfg.CAData}, {&cfg.CertFile, &cfg.CertData}, {&cfg.KeyFile, &cfg.KeyData}} {
+		if *f.path == "" {
+			continue
+		}
+		if *f.data, err = os.ReadFile(*f.path); err != nil {
+			return nil, err
+		}
+		*f.path = ""
+	}
+	return cfg, nil
+}
+
 // Clientset is a client for the cluster administrator.
 func (c Config) Clientset() (*kubernetes.Clientset, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
+	cfg, err := c.RESTConfig()
 	if err != nil {
 		return nil, err
 	}

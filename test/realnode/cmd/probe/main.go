@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -76,6 +77,8 @@ func watchCmd(host string, args []string) error {
 	fs.Var(&listen, "listen", `addresses serving GET /results (default ":8081")`)
 	interval := fs.Duration("interval", 200*time.Millisecond, "pause between two probes of a target")
 	timeout := fs.Duration("timeout", 2*time.Second, "time limit of one probe")
+	tokenFile := fs.String("bearer-token-file", "", "file whose content is sent as bearer token (read before every probe: tokens rotate)")
+	insecure := fs.Bool("insecure-skip-verify", false, "accept any TLS certificate (for self-signed metrics endpoints)")
 	_ = fs.Parse(args)
 	if len(targets) == 0 {
 		return errors.New("watch: --targets is required")
@@ -85,7 +88,14 @@ func watchCmd(host string, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	w := newWatcher(targets, *interval, newClient(*timeout))
+	client := newClient(*timeout)
+	if *insecure {
+		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // reachability probe of self-signed endpoints
+	}
+	if *tokenFile != "" {
+		client.Transport = bearer{file: *tokenFile, next: client.Transport}
+	}
+	w := newWatcher(targets, *interval, client)
 	go w.run(ctx)
 	return serve(ctx, listen, withServedBy(host, w.handler()))
 }
@@ -118,6 +128,22 @@ func getCmd(args []string, out io.Writer) error {
 		_, _ = fmt.Fprintln(out, u, r.line())
 	}
 	return nil
+}
+
+// bearer adds the token read from file to every request.
+type bearer struct {
+	file string
+	next http.RoundTripper
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	token, err := os.ReadFile(b.file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the bearer token: %w", err)
+	}
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	return b.next.RoundTrip(req)
 }
 
 // list is a flag taking values repeatedly or comma separated.

@@ -1,4 +1,4 @@
-package e2e
+package realnode
 
 import (
 	"fmt"
@@ -13,21 +13,25 @@ import (
 // prints its truth tables: one row per source pod, one column per
 // destination pod and port, one cell per probe.
 
-// target is a destination pod and port.
+// source is a pod that probes the targets.
+type source struct{ name, namespace string }
+
+// target is a destination and port: a Service or a pod.
 type target struct {
-	pod  netPod
+	// name says what is probed, such as "local-ai/local-ai".
+	name string
 	port string
+	// url is what the source requests.
+	url string
 }
 
-func (d target) String() string { return d.pod.namespace + "/" + d.pod.name + ":" + d.port }
-
-func (d target) addr() string { return d.pod.ip + ":" + d.port }
+func (d target) String() string { return d.name + ":" + d.port }
 
 // probe names one connection attempt: a source pod ("namespace/name") to a
 // destination pod and port ("namespace/name:port").
 type probe struct{ from, to string }
 
-func probeOf(from netPod, to target) probe {
+func probeOf(from source, to target) probe {
 	return probe{from.namespace + "/" + from.name, to.String()}
 }
 
@@ -36,14 +40,14 @@ func (p probe) String() string { return p.from + " -> " + p.to }
 // matrix holds, for every source and destination, whether the connection
 // succeeds (observed) or should succeed (expected).
 type matrix struct {
-	sources []netPod
+	sources []source
 	targets []target
 	cells   map[probe]bool
 }
 
 // newMatrix is the matrix of sources × targets where exactly the listed
 // probes ("<source pod>:<port>") are allowed.
-func newMatrix(sources []netPod, targets []target, allowed ...string) matrix {
+func newMatrix(sources []source, targets []target, allowed ...string) matrix {
 	m := matrix{sources: sources, targets: targets, cells: map[probe]bool{}}
 	for _, from := range sources {
 		for _, to := range targets {
@@ -54,7 +58,7 @@ func newMatrix(sources []netPod, targets []target, allowed ...string) matrix {
 }
 
 // allAllowed is the matrix in which every source reaches every target.
-func allAllowed(sources []netPod, targets []target) matrix {
+func allAllowed(sources []source, targets []target) matrix {
 	m := newMatrix(sources, targets)
 	for p := range m.cells {
 		m.cells[p] = true
@@ -62,15 +66,15 @@ func allAllowed(sources []netPod, targets []target) matrix {
 	return m
 }
 
-// observe probes every cell of want's matrix at once and returns what it saw.
-func observe(want matrix, reaches func(from netPod, addr string) bool) matrix {
+// observe asks every cell of want's matrix at once and returns what it saw.
+func observe(want matrix, reaches func(from source, to target) bool) matrix {
 	got := matrix{sources: want.sources, targets: want.targets, cells: map[probe]bool{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, from := range want.sources {
 		for _, to := range want.targets {
 			wg.Go(func() {
-				ok := reaches(from, to.addr())
+				ok := reaches(from, to)
 				mu.Lock()
 				got.cells[probeOf(from, to)] = ok
 				mu.Unlock()
@@ -143,6 +147,12 @@ func format(want, got matrix) string {
 	return b.String()
 }
 
+// The walkthrough's shape, for the tests of the matrix itself.
+var (
+	sources = []source{{"nginx", "nginx"}, {"test-nginx", "nginx"}, {"test-local-ai", "local-ai"}, {"team-client", "team-a"}}
+	targets = []target{{name: "local-ai/local-ai", port: "8080", url: "http://a:8080/"}, {name: "local-ai/local-ai", port: "9090", url: "http://a:9090/"}}
+)
+
 func TestMatrixPrintsEveryProbeAndMarksMismatches(t *testing.T) {
 	want := newMatrix(sources, targets, "nginx:8080", "team-client:8080")
 	got := newMatrix(sources, targets, "nginx:8080", "test-nginx:9090")
@@ -192,11 +202,11 @@ func TestObserveProbesEveryCell(t *testing.T) {
 	want := allAllowed(sources, targets)
 	var mu sync.Mutex
 	seen := map[string]int{}
-	got := observe(want, func(from netPod, addr string) bool {
+	got := observe(want, func(from source, to target) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		seen[from.name+" "+addr]++
-		return from.name == "nginx" && addr == localAI.ip+":8080"
+		seen[from.name+" "+to.url]++
+		return from.name == "nginx" && to.port == "8080"
 	})
 	if len(seen) != len(sources)*len(targets) {
 		t.Errorf("probed %d distinct cells, want %d: %v", len(seen), len(sources)*len(targets), seen)

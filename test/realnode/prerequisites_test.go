@@ -1,4 +1,4 @@
-package e2e
+package realnode
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 )
 
 // TestMissingPrerequisiteFailsInCI runs the suite in a child process whose
-// PATH holds none of the suite's tools: outside CI it is skipped with the
+// PATH holds none of the cluster's tools: outside CI it is skipped with the
 // reason, with CI=true it fails with the reason.
 func TestMissingPrerequisiteFailsInCI(t *testing.T) {
 	emptyPath := t.TempDir()
@@ -17,22 +17,19 @@ func TestMissingPrerequisiteFailsInCI(t *testing.T) {
 		wantFail bool
 		verdict  string
 	}{
-		{ci: "", wantFail: false, verdict: "--- SKIP: TestWalkthrough"},
-		{ci: "true", wantFail: true, verdict: "--- FAIL: TestWalkthrough"},
+		{ci: "", wantFail: false, verdict: "--- SKIP: TestOperatorOnARealCluster"},
+		{ci: "true", wantFail: true, verdict: "--- FAIL: TestOperatorOnARealCluster"},
 	} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestWalkthrough$", "-test.v")
-		cmd.Env = append(environWithout(ciEnv, "PATH", serveEnv, getEnv), "PATH="+emptyPath, ciEnv+"="+tc.ci)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOperatorOnARealCluster$", "-test.v")
+		cmd.Env = append(environWithout(ciEnv, "PATH", "REALNODE_BIN_DIR", "KUBE_ROUTER", "REALNODE_SUPERVISOR"), "PATH="+emptyPath, ciEnv+"="+tc.ci)
 		out, err := cmd.CombinedOutput()
 		if failed := err != nil; failed != tc.wantFail {
 			t.Errorf("CI=%q: the suite failed=%t (%v), want failed=%t; its output:\n%s", tc.ci, failed, err, tc.wantFail, out)
-		} else {
-			// The child's own verdict lines would read like this run's.
-			t.Logf("CI=%q: the child run %s as expected", tc.ci, map[bool]string{true: "failed", false: "skipped"}[tc.wantFail])
 		}
 		if !strings.Contains(string(out), tc.verdict) {
 			t.Errorf("CI=%q: output lacks %q", tc.ci, tc.verdict)
 		}
-		if !strings.Contains(string(out), "the real-traffic e2e suite needs") {
+		if !strings.Contains(string(out), "the real-node suite needs") {
 			t.Errorf("CI=%q: output does not say what is missing", tc.ci)
 		}
 	}
