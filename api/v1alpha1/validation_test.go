@@ -47,6 +47,15 @@ var _ = AfterSuite(func() {
 	}
 })
 
+// egressRules lists n egress rules to the minio preset.
+func egressRules(n int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString("  - name: r" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "\n    to: [{preset: minio}]\n")
+	}
+	return b.String()
+}
+
 // manifest wraps a spec in a WorkloadIsolation named name in namespace default.
 func manifest(name, spec string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
@@ -172,6 +181,41 @@ var _ = Describe("WorkloadIsolation validation", func() {
 		Entry("matchExpressions value that is not a label value",
 			"  target:\n    podSelector: {matchExpressions: [{key: app, operator: In, values: ['a b']}]}\n",
 			"spec.target.podSelector.matchExpressions[0].values[0]: Invalid value"),
+		Entry("egress rule without a name", seedTarget+"  egress:\n  - to: [{preset: minio}]\n",
+			"spec.egress[0].name: Required value"),
+		Entry("egress rule name that is not a DNS label", seedTarget+"  egress:\n  - name: Object_Store\n    to: [{preset: minio}]\n",
+			"spec.egress[0].name in body should match"),
+		Entry("duplicate egress rule names",
+			seedTarget+"  egress:\n  - name: s3\n    to: [{preset: minio}]\n  - name: s3\n    to: [{preset: minio}]\n",
+			`spec.egress[1]: Duplicate value: {"name":"s3"}`),
+		Entry("egress rule without destinations", seedTarget+"  egress:\n  - name: s3\n    to: []\n",
+			"spec.egress[0].to in body should have at least 1 items"),
+		Entry("to entry with nothing in it", seedTarget+"  egress:\n  - name: s3\n    to: [{}]\n",
+			"each to entry needs one of preset, namespaceSelector, podSelector or ipBlock"),
+		Entry("egress preset mixed with a selector",
+			seedTarget+"  egress:\n  - name: s3\n    to: [{preset: minio, podSelector: {matchLabels: {app: x}}}]\n",
+			"preset cannot be combined with namespaceSelector, podSelector or ipBlock in the same to entry"),
+		Entry("egress ipBlock mixed with a selector",
+			seedTarget+"  egress:\n  - name: lan\n    to: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]\n",
+			"ipBlock cannot be combined with namespaceSelector or podSelector in the same to entry"),
+		Entry("egress presetNamespace without preset",
+			seedTarget+"  egress:\n  - name: s3\n    to: [{presetNamespace: storage, podSelector: {matchLabels: {app: x}}}]\n",
+			"presetNamespace is only valid together with preset"),
+		Entry("a host name as destination, which NetworkPolicy cannot express",
+			seedTarget+"  egress:\n  - name: hf\n    to: [{host: huggingface.co}]\n",
+			`unknown field "spec.egress[0].to[0].host"`),
+		Entry("egress CIDR with host bits",
+			seedTarget+"  egress:\n  - name: s3\n    to: [{ipBlock: {cidr: 52.216.0.1/15}}]\n",
+			"cidr 52.216.0.1/15 has host bits set"),
+		Entry("egress port out of range",
+			seedTarget+"  egress:\n  - name: s3\n    to: [{preset: minio}]\n    ports: [{port: 0}]\n",
+			"port must be between 1 and 65535"),
+		Entry("more than 32 egress rules", seedTarget+"  egress:\n"+egressRules(33),
+			"spec.egress: Too many: 33: must have at most 32 items"),
+		Entry("dns in capitals, which is neither a preset name nor None", seedTarget+"  egress: []\n  dns: NONE\n",
+			`spec.dns in body should match`),
+		Entry("dns that is not a DNS label", seedTarget+"  egress: []\n  dns: Cluster_DNS\n",
+			"spec.dns in body should match"),
 	)
 
 	It("gives a new resource Ready=Unknown (Pending) until the operator reconciles it", func() {
@@ -210,6 +254,12 @@ var _ = Describe("WorkloadIsolation validation", func() {
 		Entry("preset pointed at another namespace", seedTarget+"  ingress:\n  - name: nginx\n    from: [{preset: ingress-nginx, presetNamespace: ingress-system}]\n"),
 		Entry("label keys with a prefix, and empty label values",
 			"  target:\n    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai, example.com/canary: ''}, matchExpressions: [{key: example.com/tier, operator: NotIn, values: ['', web.v1_2]}]}\n"),
+		Entry("egress isolated with nothing allowed but DNS", seedTarget+"  egress: []\n"),
+		Entry("egress with DNS off", seedTarget+"  egress: []\n  dns: None\n"),
+		Entry("egress to presets, selectors and CIDRs",
+			seedTarget+"  dns: cluster-dns\n  egress:\n  - name: s3\n    to: [{preset: minio, presetNamespace: storage}]\n"+
+				"  - name: internet\n    to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8, 169.254.0.0/16]}}]\n    ports: [{port: 443}]\n"+
+				"  - name: db\n    to: [{namespaceSelector: {matchLabels: {team: data}}, podSelector: {matchLabels: {app: postgres}}}]\n"),
 		Entry("all peer forms and port forms",
 			seedTarget+"  ingress:\n  - name: mixed\n    from:\n    - namespaceSelector: {matchLabels: {team: a}}\n      podSelector: {matchLabels: {app: client}}\n"+
 				"    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    - ipBlock: {cidr: '2001:db8::/32'}\n"+

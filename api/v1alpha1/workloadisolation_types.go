@@ -44,6 +44,26 @@ type WorkloadIsolationSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	Ingress []IngressRule `json:"ingress,omitempty"`
 
+	// egress lists the destinations the target pods may reach. Absent: egress
+	// is not isolated. Present, even empty ([]): every other connection from
+	// the target pods is denied, except name resolution through the dns
+	// preset.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Egress []EgressRule `json:"egress"`
+
+	// dns names the egress preset that keeps name resolution working while
+	// egress is isolated. Absent means cluster-dns (the cluster DNS pods and
+	// NodeLocal DNSCache, on TCP and UDP 53); None allows no DNS. Without
+	// egress it has no effect.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?|None)$`
+	DNS string `json:"dns,omitempty"`
+
 	// mode is Enforce (default: write and keep the policies) or Audit
 	// (compute and report them in status, write nothing).
 	// +optional
@@ -114,7 +134,76 @@ type IngressRule struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
-	Ports []IngressPort `json:"ports,omitempty"`
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// EgressRule allows traffic from the target pods to a set of destinations
+// on a set of ports. Each rule becomes one NetworkPolicy named
+// <workloadisolation>-egress-<name>.
+type EgressRule struct {
+	// name identifies the rule and names its NetworkPolicy: a DNS label,
+	// unique within egress.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// to lists the allowed destinations; a connection is allowed if it
+	// matches any entry. At least one entry is required.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	To []EgressPeer `json:"to"`
+
+	// ports lists the allowed destination ports. Absent or empty: the ports
+	// of the preset when to is a single preset that declares ports, else all
+	// ports.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// EgressPeer is one allowed destination: either a named preset, or the
+// fields of a NetworkPolicyPeer with their usual meaning. Host names cannot
+// be expressed in a NetworkPolicy: use an ipBlock for addresses outside the
+// cluster.
+// +kubebuilder:validation:XValidation:rule="has(self.preset) || has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock)",message="each to entry needs one of preset, namespaceSelector, podSelector or ipBlock"
+// +kubebuilder:validation:XValidation:rule="!has(self.preset) || !(has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock))",message="preset cannot be combined with namespaceSelector, podSelector or ipBlock in the same to entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.ipBlock) || !(has(self.namespaceSelector) || has(self.podSelector))",message="ipBlock cannot be combined with namespaceSelector or podSelector in the same to entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.presetNamespace) || has(self.preset)",message="presetNamespace is only valid together with preset"
+type EgressPeer struct {
+	// preset names a destination defined by the operator: a built-in such
+	// as cluster-dns or minio, or one an administrator configured. An
+	// unknown name is reported in status and never treated as "allow".
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Preset string `json:"preset,omitempty"`
+
+	// presetNamespace points the preset at another namespace than its
+	// default, for example the namespace MinIO was installed in.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	PresetNamespace string `json:"presetNamespace,omitempty"`
+
+	// namespaceSelector selects namespaces by label; {} selects all namespaces.
+	// +optional
+	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// podSelector selects pods by label; {} selects all pods (in the
+	// namespaces chosen by namespaceSelector, or in this namespace).
+	// +optional
+	PodSelector *LabelSelector `json:"podSelector,omitempty"`
+
+	// ipBlock selects a range of IP addresses.
+	// +optional
+	IPBlock *IPBlock `json:"ipBlock,omitempty"`
 }
 
 // IngressPeer is one allowed source: either a named preset, or the fields of
@@ -177,11 +266,12 @@ type IPBlock struct {
 	Except []string `json:"except,omitempty"`
 }
 
-// IngressPort is a destination port (or port range) on the target pods.
+// Port is a destination port (or port range): on the target pods for
+// ingress, on the destinations for egress.
 // +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != int || (self.port >= 1 && self.port <= 65535)",message="port must be between 1 and 65535"
 // +kubebuilder:validation:XValidation:rule="!has(self.port) || type(self.port) != string || (self.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.port.matches('[a-z]') && !self.port.contains('--') && size(self.port) <= 15)",message="a named port must be an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter"
 // +kubebuilder:validation:XValidation:rule="!has(self.endPort) || (has(self.port) && type(self.port) == int && self.endPort >= self.port)",message="endPort needs a numeric port and must not be below it"
-type IngressPort struct {
+type Port struct {
 	// protocol is TCP (default), UDP or SCTP.
 	// +optional
 	// +kubebuilder:default=TCP
@@ -392,11 +482,31 @@ type WorkloadIsolationStatus struct {
 	// selectedPods counts the pods the target selects now.
 	// +optional
 	SelectedPods int32 `json:"selectedPods"`
+
+	// egress says whether the target's outbound traffic is isolated: None
+	// (the spec declares no egress), Isolated (declared, in place, enforced
+	// and not widened: Ready is True in Enforce mode) or NotIsolated
+	// (declared, but not in place, not enforced, widened or in Audit mode;
+	// the conditions say why).
+	// +optional
+	// +kubebuilder:validation:Enum=None;Isolated;NotIsolated
+	Egress EgressState `json:"egress,omitempty"`
 }
 
+// EgressState says whether the target's outbound traffic is isolated.
+type EgressState string
+
+// Egress states.
+const (
+	EgressNone        EgressState = "None"
+	EgressIsolated    EgressState = "Isolated"
+	EgressNotIsolated EgressState = "NotIsolated"
+)
+
 // WorkloadIsolation isolates one workload: it denies all ingress to the
-// target pods except from the listed sources, by generating and owning
-// NetworkPolicies.
+// target pods except from the listed sources and, when egress is declared,
+// all egress except to the listed destinations and DNS, by generating and
+// owning NetworkPolicies.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -407,6 +517,7 @@ type WorkloadIsolationStatus struct {
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
 // +kubebuilder:printcolumn:name="Isolated",type=string,JSONPath=`.status.conditions[?(@.type=="Isolated")].status`
 // +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.conditions[?(@.type=="Enforced")].status`
+// +kubebuilder:printcolumn:name="Egress",type=string,JSONPath=`.status.egress`
 // +kubebuilder:printcolumn:name="CNI",type=string,JSONPath=`.status.cni.name`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

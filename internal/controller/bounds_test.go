@@ -42,7 +42,7 @@ func maxSizeIsolation(namespace, name string) *isolationv1alpha1.WorkloadIsolati
 			})
 		}
 		for port := range 32 {
-			rule.Ports = append(rule.Ports, isolationv1alpha1.IngressPort{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(int32(8000 + port)))})
+			rule.Ports = append(rule.Ports, isolationv1alpha1.Port{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(int32(8000 + port)))})
 		}
 		wi.Spec.Ingress = append(wi.Spec.Ingress, rule)
 	}

@@ -134,7 +134,7 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 // transient (an API failure) and makes the request back off; failures of the
 // spec are reported in the outcome only.
 func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) (status.Outcome, error) {
-	outcome := status.Outcome{Generation: wi.Generation, Mode: wi.Spec.Mode}
+	outcome := status.Outcome{Generation: wi.Generation, Mode: wi.Spec.Mode, EgressDeclared: wi.Spec.Egress != nil}
 	if r.CNI != nil {
 		outcome.CNI = r.CNI.Current()
 	}

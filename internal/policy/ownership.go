@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/intent"
 )
 
 // Owned reports whether np was created by the WorkloadIsolation owner: its
@@ -26,12 +27,22 @@ func Owned(np *networkingv1.NetworkPolicy, owner *isolationv1alpha1.WorkloadIsol
 }
 
 // GeneratedNames returns the names of every policy wi generates, whatever
-// its target resolves to: the default-deny and one per ingress rule.
+// its target resolves to: the default-deny, one per ingress rule and, with
+// egress, the DNS policy (unless dns is None) and one per egress rule.
 func GeneratedNames(wi *isolationv1alpha1.WorkloadIsolation) []string {
-	names := make([]string, 0, 1+len(wi.Spec.Ingress))
+	names := make([]string, 0, 2+len(wi.Spec.Ingress)+len(wi.Spec.Egress))
 	names = append(names, DefaultDenyName(wi.Name))
 	for _, rule := range wi.Spec.Ingress {
 		names = append(names, AllowName(wi.Name, rule.Name))
+	}
+	if wi.Spec.Egress == nil {
+		return names
+	}
+	if wi.Spec.DNS != intent.NoDNS {
+		names = append(names, DNSName(wi.Name))
+	}
+	for _, rule := range wi.Spec.Egress {
+		names = append(names, EgressName(wi.Name, rule.Name))
 	}
 	return names
 }

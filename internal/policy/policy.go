@@ -8,17 +8,13 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/preset"
 )
 
@@ -32,7 +28,8 @@ const (
 	// LabelOwner holds the name of the owning WorkloadIsolation (shortened
 	// with a hash suffix when longer than a label value may be).
 	LabelOwner = "isolation.isolator.dev/workloadisolation"
-	// LabelRule holds the ingress rule name, or "default-deny".
+	// LabelRule says which part of the spec a policy implements: the
+	// ingress rule's name, "default-deny", "egress-<rule>" or "dns".
 	LabelRule = "isolation.isolator.dev/rule"
 )
 
@@ -43,18 +40,13 @@ const MaxNameLength = 63
 const (
 	defaultDenySuffix = "default-deny"
 	allowPrefix       = "allow-"
+	egressPrefix      = "egress-"
+	dnsSuffix         = "dns"
 	hashLength        = 8
 )
 
-// SpecError says the spec cannot be turned into policies. Reason is one of
-// the v1alpha1 condition reasons; retrying without a spec change is futile.
-type SpecError struct {
-	Reason string
-	Err    error
-}
-
-func (e *SpecError) Error() string { return e.Err.Error() }
-func (e *SpecError) Unwrap() error { return e.Err }
+// SpecError says the spec cannot be turned into policies (see intent.SpecError).
+type SpecError = intent.SpecError
 
 // Name joins an owner name and a suffix with "-". A result longer than
 // MaxNameLength is cut and ends in a stable hash of the full name, so distinct
@@ -68,6 +60,13 @@ func DefaultDenyName(owner string) string { return Name(owner, defaultDenySuffix
 
 // AllowName is the name of the policy generated for one ingress rule.
 func AllowName(owner, rule string) string { return Name(owner, allowPrefix+rule) }
+
+// EgressName is the name of the policy generated for one egress rule.
+func EgressName(owner, rule string) string { return Name(owner, egressPrefix+rule) }
+
+// DNSName is the name of the policy that allows name resolution while
+// egress is isolated.
+func DNSName(owner string) string { return Name(owner, dnsSuffix) }
 
 // OwnerLabelValue is the value of LabelOwner for a WorkloadIsolation name.
 func OwnerLabelValue(owner string) string { return shorten(owner, MaxNameLength) }
@@ -87,101 +86,88 @@ func shorten(s string, limit int) string {
 
 // Build returns the NetworkPolicies for wi, whose target pods are selected by
 // target (spec.target.podSelector, or the selector of spec.target.workloadRef
-// resolved by the caller). The first policy is the default-deny, followed by
-// one allow policy per ingress rule in spec order. The error is a *SpecError.
+// resolved by the caller): NetworkPolicies of its intent. The error is a
+// *SpecError.
 func Build(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelector, presets preset.Catalog) ([]networkingv1.NetworkPolicy, error) {
-	if errs := metav1validation.ValidateLabelSelector(&target, metav1validation.LabelSelectorValidationOptions{}, field.NewPath("spec", "target")); len(errs) > 0 {
-		return nil, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf("invalid target selector: %w", errs.ToAggregate())}
+	in, err := intent.FromSpec(wi, target, presets)
+	if err != nil {
+		return nil, err
 	}
-	policies := []networkingv1.NetworkPolicy{newPolicy(wi, DefaultDenyName(wi.Name), defaultDenySuffix, target, nil)}
-	for i, rule := range wi.Spec.Ingress {
-		ingress, err := ingressRule(rule, presets, field.NewPath("spec", "ingress").Index(i))
-		if err != nil {
-			return nil, err
-		}
-		policies = append(policies, newPolicy(wi, AllowName(wi.Name, rule.Name), rule.Name, target, []networkingv1.NetworkPolicyIngressRule{ingress}))
-	}
-	return policies, nil
+	return NetworkPolicies(in), nil
 }
 
-func newPolicy(wi *isolationv1alpha1.WorkloadIsolation, name, rule string, target metav1.LabelSelector, ingress []networkingv1.NetworkPolicyIngressRule) networkingv1.NetworkPolicy {
+// NetworkPolicies renders an intent as NetworkPolicies: first the
+// default-deny (policyTypes Ingress, plus Egress when egress is isolated),
+// then one allow policy per ingress rule in spec order, then, when egress is
+// isolated, the DNS policy and one policy per egress rule in spec order.
+func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
+	deny := newPolicy(in, DefaultDenyName(in.Name), defaultDenySuffix)
+	if in.Egress != nil {
+		deny.Spec.PolicyTypes = append(deny.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+	}
+	policies := []networkingv1.NetworkPolicy{deny}
+	for _, rule := range in.Ingress {
+		np := newPolicy(in, AllowName(in.Name, rule.Name), rule.Name)
+		np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: copyPeers(rule.Peers), Ports: copyPorts(rule.Ports)}}
+		policies = append(policies, np)
+	}
+	if in.Egress == nil {
+		return policies
+	}
+	egress := func(name, label string, rule intent.Rule) {
+		np := newPolicy(in, name, label)
+		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+		np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: copyPeers(rule.Peers), Ports: copyPorts(rule.Ports)}}
+		policies = append(policies, np)
+	}
+	if dns := in.Egress.DNS; dns != nil {
+		egress(DNSName(in.Name), dnsSuffix, dns.Rule)
+	}
+	for _, rule := range in.Egress.Rules {
+		egress(EgressName(in.Name, rule.Name), egressPrefix+rule.Name, rule)
+	}
+	return policies
+}
+
+func newPolicy(in *intent.Intent, name, rule string) networkingv1.NetworkPolicy {
 	return networkingv1.NetworkPolicy{
 		TypeMeta: metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "NetworkPolicy"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
-			Namespace: wi.Namespace,
+			Namespace: in.Namespace,
 			Labels: map[string]string{
 				LabelManagedBy: ManagedByValue,
-				LabelOwner:     OwnerLabelValue(wi.Name),
+				LabelOwner:     OwnerLabelValue(in.Name),
 				LabelRule:      rule,
 			},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         isolationv1alpha1.GroupVersion.String(),
 				Kind:               "WorkloadIsolation",
-				Name:               wi.Name,
-				UID:                wi.UID,
+				Name:               in.Name,
+				UID:                in.UID,
 				Controller:         ptr.To(true),
 				BlockOwnerDeletion: ptr.To(true),
 			}},
 		},
 		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: *target.DeepCopy(),
+			PodSelector: *in.Target.DeepCopy(),
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     ingress,
 		},
 	}
 }
 
-func ingressRule(rule isolationv1alpha1.IngressRule, presets preset.Catalog, path *field.Path) (networkingv1.NetworkPolicyIngressRule, error) {
-	var out networkingv1.NetworkPolicyIngressRule
-	for i, from := range rule.From {
-		peers, err := peers(from, presets)
-		if err != nil {
-			return out, err
-		}
-		for _, p := range peers {
-			if errs := preset.ValidatePeer(p, path.Child("from").Index(i)); len(errs) > 0 {
-				return out, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: errs.ToAggregate()}
-			}
-		}
-		out.From = append(out.From, peers...)
+func copyPeers(in []networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyPeer {
+	var out []networkingv1.NetworkPolicyPeer
+	for _, p := range in {
+		out = append(out, *p.DeepCopy())
 	}
-	for _, p := range rule.Ports {
-		protocol := p.Protocol
-		if protocol == "" {
-			protocol = corev1.ProtocolTCP
-		}
-		port := networkingv1.NetworkPolicyPort{Protocol: &protocol}
-		if p.Port != nil {
-			port.Port = ptr.To(*p.Port)
-		}
-		if p.EndPort != nil {
-			port.EndPort = ptr.To(*p.EndPort)
-		}
-		out.Ports = append(out.Ports, port)
-	}
-	return out, nil
+	return out
 }
 
-func peers(from isolationv1alpha1.IngressPeer, presets preset.Catalog) ([]networkingv1.NetworkPolicyPeer, error) {
-	if from.Preset != "" {
-		resolved, err := presets.Resolve(from.Preset, from.PresetNamespace)
-		if err != nil {
-			reason := isolationv1alpha1.ReasonInvalidSpec
-			var unknown *preset.UnknownError
-			if errors.As(err, &unknown) {
-				reason = isolationv1alpha1.ReasonUnknownPreset
-			}
-			return nil, &SpecError{Reason: reason, Err: err}
-		}
-		return resolved, nil
+func copyPorts(in []networkingv1.NetworkPolicyPort) []networkingv1.NetworkPolicyPort {
+	var out []networkingv1.NetworkPolicyPort
+	for _, p := range in {
+		out = append(out, *p.DeepCopy())
 	}
-	peer := networkingv1.NetworkPolicyPeer{
-		NamespaceSelector: from.NamespaceSelector.LabelSelector(),
-		PodSelector:       from.PodSelector.LabelSelector(),
-	}
-	if from.IPBlock != nil {
-		peer.IPBlock = &networkingv1.IPBlock{CIDR: from.IPBlock.CIDR, Except: append([]string(nil), from.IPBlock.Except...)}
-	}
-	return []networkingv1.NetworkPolicyPeer{peer}, nil
+	return out
 }

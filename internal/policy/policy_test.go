@@ -93,7 +93,7 @@ func TestBuildSeedCase(t *testing.T) {
 	wi := isolation("local-ai", isolationv1alpha1.IngressRule{
 		Name:  "nginx",
 		From:  []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
-		Ports: []isolationv1alpha1.IngressPort{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
+		Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
 	})
 	got, err := policy.Build(wi, localAI, catalog(t))
 	if err != nil {
@@ -142,7 +142,7 @@ func TestBuildRules(t *testing.T) {
 					{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}},
 				}}},
 			},
-			Ports: []isolationv1alpha1.IngressPort{
+			Ports: []isolationv1alpha1.Port{
 				{Port: ptr.To(intstr.FromString("http"))},
 				{Protocol: corev1.ProtocolUDP, Port: ptr.To(intstr.FromInt32(9000)), EndPort: ptr.To[int32](9100)},
 			},
@@ -259,7 +259,7 @@ func TestNames(t *testing.T) {
 func TestUpToDate(t *testing.T) {
 	wi := isolation("local-ai", isolationv1alpha1.IngressRule{
 		Name: "nginx", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
-		Ports: []isolationv1alpha1.IngressPort{{Port: ptr.To(intstr.FromInt32(8080))}},
+		Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromInt32(8080))}},
 	})
 	desired, err := policy.Build(wi, localAI, catalog(t))
 	if err != nil {

@@ -27,14 +27,20 @@ const NamespaceNameLabel = "kubernetes.io/metadata.name"
 //go:embed builtin.yaml
 var builtinYAML []byte
 
-// Preset is a named set of NetworkPolicy peers.
+// Preset is a named set of NetworkPolicy peers: sources (from) an ingress
+// rule can name, destinations (to) an egress rule can name, or both.
 type Preset struct {
 	// Name is how a WorkloadIsolation refers to the preset (a DNS label).
 	Name string `json:"name"`
 	// Description says in a sentence what the preset stands for.
 	Description string `json:"description,omitempty"`
-	// From lists the peers, with NetworkPolicyPeer semantics.
-	From []networkingv1.NetworkPolicyPeer `json:"from"`
+	// From lists the sources, with NetworkPolicyPeer semantics.
+	From []networkingv1.NetworkPolicyPeer `json:"from,omitempty"`
+	// To lists the destinations, with NetworkPolicyPeer semantics.
+	To []networkingv1.NetworkPolicyPeer `json:"to,omitempty"`
+	// Ports are the destination ports of To, used by an egress rule whose
+	// only destination is this preset and which lists no ports itself.
+	Ports []networkingv1.NetworkPolicyPort `json:"ports,omitempty"`
 }
 
 // Document is the YAML shape of a preset list: {presets: [...]}.
@@ -103,24 +109,63 @@ func (c Catalog) Names() []string {
 	return slices.Sorted(maps.Keys(c.byName))
 }
 
+// namesWith lists, in order, the names of the presets that pass keep.
+func (c Catalog) namesWith(keep func(Preset) bool) []string {
+	var out []string
+	for _, name := range c.Names() {
+		if keep(c.byName[name]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Get returns a preset by name.
 func (c Catalog) Get(name string) (Preset, bool) {
 	p, ok := c.byName[name]
 	return p, ok
 }
 
-// Resolve returns the peers of the named preset. A non-empty namespace points
-// the preset at that namespace: the namespaceSelector of every peer becomes
-// kubernetes.io/metadata.name=<namespace> (a peer with only a podSelector
-// gains it). A preset made of ipBlocks cannot be pointed at a namespace.
-// The result is a deep copy the caller may keep.
+// Resolve returns the sources (from) of the named preset. A non-empty
+// namespace points the preset at that namespace: the namespaceSelector of
+// every peer becomes kubernetes.io/metadata.name=<namespace> (a peer with
+// only a podSelector gains it). A preset made of ipBlocks cannot be pointed
+// at a namespace. The result is a deep copy the caller may keep.
 func (c Catalog) Resolve(name, namespace string) ([]networkingv1.NetworkPolicyPeer, error) {
 	p, ok := c.byName[name]
 	if !ok {
-		return nil, &UnknownError{Name: name, Known: c.Names()}
+		return nil, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.From) > 0 })}
 	}
-	peers := make([]networkingv1.NetworkPolicyPeer, 0, len(p.From))
-	for _, peer := range p.From {
+	if len(p.From) == 0 {
+		return nil, fmt.Errorf("preset %q lists destinations (to) only: use it in egress", name)
+	}
+	return point(name, p.From, namespace)
+}
+
+// ResolveTo returns the destinations (to) of the named preset and its ports,
+// pointed at namespace as Resolve does.
+func (c Catalog) ResolveTo(name, namespace string) ([]networkingv1.NetworkPolicyPeer, []networkingv1.NetworkPolicyPort, error) {
+	p, ok := c.byName[name]
+	if !ok {
+		return nil, nil, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.To) > 0 })}
+	}
+	if len(p.To) == 0 {
+		return nil, nil, fmt.Errorf("preset %q lists sources (from) only: use it in ingress", name)
+	}
+	peers, err := point(name, p.To, namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	ports := make([]networkingv1.NetworkPolicyPort, 0, len(p.Ports))
+	for _, port := range p.Ports {
+		ports = append(ports, *port.DeepCopy())
+	}
+	return peers, ports, nil
+}
+
+func point(name string, list []networkingv1.NetworkPolicyPeer, namespace string) ([]networkingv1.NetworkPolicyPeer, error) {
+	peers := make([]networkingv1.NetworkPolicyPeer, 0, len(list))
+	for _, peer := range list {
 		peer = *peer.DeepCopy()
 		if namespace != "" {
 			if peer.IPBlock != nil {
@@ -138,11 +183,47 @@ func validate(p Preset, path *field.Path) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Label(p.Name) {
 		errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
 	}
-	if len(p.From) == 0 {
-		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer"))
+	if len(p.From) == 0 && len(p.To) == 0 {
+		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer in from (sources) or to (destinations)"))
 	}
 	for i, peer := range p.From {
 		errs = append(errs, ValidatePeer(peer, path.Child("from").Index(i))...)
+	}
+	for i, peer := range p.To {
+		errs = append(errs, ValidatePeer(peer, path.Child("to").Index(i))...)
+	}
+	if len(p.Ports) > 0 && len(p.To) == 0 {
+		errs = append(errs, field.Forbidden(path.Child("ports"), "ports apply to the destinations (to), which this preset does not list"))
+	}
+	for i, port := range p.Ports {
+		errs = append(errs, ValidatePort(port, path.Child("ports").Index(i))...)
+	}
+	return errs
+}
+
+// ValidatePort checks a NetworkPolicyPort the way the API server would.
+func ValidatePort(port networkingv1.NetworkPolicyPort, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if port.Protocol != nil {
+		switch *port.Protocol {
+		case "TCP", "UDP", "SCTP":
+		default:
+			errs = append(errs, field.NotSupported(path.Child("protocol"), *port.Protocol, []string{"TCP", "UDP", "SCTP"}))
+		}
+	}
+	if port.Port != nil {
+		if port.Port.IntVal != 0 || port.Port.StrVal == "" {
+			for _, msg := range validation.IsValidPortNum(int(port.Port.IntVal)) {
+				errs = append(errs, field.Invalid(path.Child("port"), port.Port.IntVal, msg))
+			}
+		} else {
+			for _, msg := range validation.IsValidPortName(port.Port.StrVal) {
+				errs = append(errs, field.Invalid(path.Child("port"), port.Port.StrVal, msg))
+			}
+		}
+	}
+	if port.EndPort != nil && (port.Port == nil || port.Port.StrVal != "" || *port.EndPort < port.Port.IntVal) {
+		errs = append(errs, field.Invalid(path.Child("endPort"), *port.EndPort, "needs a numeric port and must not be below it"))
 	}
 	return errs
 }

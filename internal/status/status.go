@@ -50,6 +50,8 @@ type Outcome struct {
 	// SourcesChecked is true when MissingSources and UndeclaredPorts were
 	// computed.
 	SourcesChecked bool
+	// EgressDeclared is true when the spec isolates egress.
+	EgressDeclared bool
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -65,6 +67,21 @@ func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	setStalled(st, o)
 	setSourcesFound(st, o)
 	setReady(st, o)
+	setEgress(st, o)
+}
+
+// setEgress says whether the target's outbound traffic is isolated: only
+// when the spec declares egress and Ready is True in Enforce mode, that is
+// when every declared restriction is in place, enforced and not widened.
+func setEgress(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	switch {
+	case !o.EgressDeclared:
+		st.Egress = isolationv1alpha1.EgressNone
+	case o.Mode == isolationv1alpha1.ModeEnforce && meta.IsStatusConditionTrue(st.Conditions, isolationv1alpha1.ConditionReady):
+		st.Egress = isolationv1alpha1.EgressIsolated
+	default:
+		st.Egress = isolationv1alpha1.EgressNotIsolated
+	}
 }
 
 func setSourcesFound(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/cni"
 	"github.com/isolator-dev/isolator/internal/status"
 )
@@ -156,4 +157,30 @@ func equalStatus(a, b *isolationv1alpha1.WorkloadIsolationStatus) bool {
 		}
 	}
 	return a.ObservedGeneration == b.ObservedGeneration
+}
+
+func TestEgressSaysIsolatedOnlyWhenReady(t *testing.T) {
+	enforcing := &cni.Result{Name: "cilium", Enforces: cni.EnforcementTrue, Reason: "Enforcing", Message: "m", Source: cni.SourceDetected}
+	isolated := &analysis.Report{}
+	tests := []struct {
+		name string
+		o    status.Outcome
+		want isolationv1alpha1.EgressState
+	}{
+		{"no egress declared", status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 2, CNI: enforcing, Isolation: isolated}, isolationv1alpha1.EgressNone},
+		{"declared, in place, enforced, isolated", status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 3, CNI: enforcing, Isolation: isolated, EgressDeclared: true}, isolationv1alpha1.EgressIsolated},
+		{"declared but not enforced", status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 3, CNI: &cni.Result{Name: "flannel", Enforces: cni.EnforcementFalse, Reason: "NotEnforced", Message: "m"}, Isolation: isolated, EgressDeclared: true}, isolationv1alpha1.EgressNotIsolated},
+		{"declared but policies not in place", status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Failure: &status.Failure{Reason: "ApplyFailed", Message: "m"}, CNI: enforcing, EgressDeclared: true}, isolationv1alpha1.EgressNotIsolated},
+		{"declared but widened", status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 3, CNI: enforcing, Isolation: &analysis.Report{Exposures: []analysis.Exposure{{Policy: "allow-all-egress", Summary: "s"}}}, EgressDeclared: true}, isolationv1alpha1.EgressNotIsolated},
+		{"declared in Audit mode", status.Outcome{Mode: isolationv1alpha1.ModeAudit, Policies: 3, CNI: enforcing, Isolation: isolated, EgressDeclared: true}, isolationv1alpha1.EgressNotIsolated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &isolationv1alpha1.WorkloadIsolationStatus{}
+			status.SetConditions(st, tt.o)
+			if st.Egress != tt.want {
+				t.Errorf("status.egress = %q, want %q (conditions %+v)", st.Egress, tt.want, st.Conditions)
+			}
+		})
+	}
 }

@@ -1,0 +1,235 @@
+// Package intent turns a WorkloadIsolation into what it asks for: the target
+// pods, the sources allowed in and the destinations allowed out, with
+// presets resolved and every value checked. It is the one model the
+// renderers read (NetworkPolicies in package policy, Cilium's own policies in
+// package ciliumpolicy), so that each direction and each dataplane says the
+// same thing. It is pure: no client, no context, no clock.
+package intent
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/preset"
+)
+
+// DefaultDNSPreset is the egress preset that keeps name resolution working
+// when spec.dns is absent.
+const DefaultDNSPreset = "cluster-dns"
+
+// NoDNS is the spec.dns value that allows no name resolution.
+const NoDNS = "None"
+
+// SpecError says the spec cannot be turned into an intent. Reason is one of
+// the v1alpha1 condition reasons; retrying without a spec change is futile.
+type SpecError struct {
+	Reason string
+	Err    error
+}
+
+func (e *SpecError) Error() string { return e.Err.Error() }
+func (e *SpecError) Unwrap() error { return e.Err }
+
+// Intent is what one WorkloadIsolation asks for.
+type Intent struct {
+	// Name, Namespace and UID identify the WorkloadIsolation.
+	Name, Namespace string
+	UID             types.UID
+	// Target selects the isolated pods.
+	Target metav1.LabelSelector
+	// Ingress lists the allowed sources, one rule per spec rule. Ingress is
+	// always isolated: everything not listed is denied.
+	Ingress []Rule
+	// Egress is nil when egress is not isolated.
+	Egress *Egress
+}
+
+// Egress is the outbound half of an intent: everything not listed is denied.
+type Egress struct {
+	// Rules lists the allowed destinations, one rule per spec rule.
+	Rules []Rule
+	// DNS is the name-resolution allowance, nil with spec.dns None.
+	DNS *DNS
+}
+
+// DNS is the egress rule that keeps name resolution working.
+type DNS struct {
+	// Preset names the preset the rule comes from.
+	Preset string
+	// Rule holds its destinations and ports.
+	Rule Rule
+}
+
+// HostAddresses lists the ipBlock CIDRs of the DNS destinations. On Cilium
+// such link-local addresses (NodeLocal DNSCache's 169.254.20.10) belong to
+// the host identity, which no ipBlock matches.
+func (d *DNS) HostAddresses() []string {
+	var out []string
+	for _, p := range d.Rule.Peers {
+		if p.IPBlock != nil {
+			out = append(out, p.IPBlock.CIDR)
+		}
+	}
+	return out
+}
+
+// Rule is one allowance: the peers (sources for ingress, destinations for
+// egress) and the destination ports, with NetworkPolicy semantics (no ports:
+// all ports).
+type Rule struct {
+	Name  string
+	Peers []networkingv1.NetworkPolicyPeer
+	Ports []networkingv1.NetworkPolicyPort
+}
+
+// FromSpec returns the intent of wi, whose target pods are selected by target
+// (spec.target.podSelector, or the selector of spec.target.workloadRef
+// resolved by the caller). The error is a *SpecError.
+func FromSpec(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelector, presets preset.Catalog) (*Intent, error) {
+	if errs := metav1validation.ValidateLabelSelector(&target, metav1validation.LabelSelectorValidationOptions{}, field.NewPath("spec", "target")); len(errs) > 0 {
+		return nil, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf("invalid target selector: %w", errs.ToAggregate())}
+	}
+	in := &Intent{Name: wi.Name, Namespace: wi.Namespace, UID: wi.UID, Target: *target.DeepCopy()}
+	for i, rule := range wi.Spec.Ingress {
+		path := field.NewPath("spec", "ingress").Index(i)
+		r := Rule{Name: rule.Name, Ports: ports(rule.Ports)}
+		for j, from := range rule.From {
+			peers, err := ingressPeers(from, presets)
+			if err != nil {
+				return nil, err
+			}
+			if err := validatePeers(peers, path.Child("from").Index(j)); err != nil {
+				return nil, err
+			}
+			r.Peers = append(r.Peers, peers...)
+		}
+		in.Ingress = append(in.Ingress, r)
+	}
+	if wi.Spec.Egress == nil {
+		return in, nil
+	}
+	in.Egress = &Egress{}
+	for i, rule := range wi.Spec.Egress {
+		r, err := egressRule(rule, presets, field.NewPath("spec", "egress").Index(i))
+		if err != nil {
+			return nil, err
+		}
+		in.Egress.Rules = append(in.Egress.Rules, r)
+	}
+	if name := dnsPreset(wi.Spec.DNS); name != "" {
+		peers, ports, err := presets.ResolveTo(name, "")
+		if err != nil {
+			return nil, presetError(err)
+		}
+		if err := validatePeers(peers, field.NewPath("spec", "dns")); err != nil {
+			return nil, err
+		}
+		in.Egress.DNS = &DNS{Preset: name, Rule: Rule{Name: name, Peers: peers, Ports: ports}}
+	}
+	return in, nil
+}
+
+// dnsPreset is the preset spec.dns names: the default when absent, none
+// with None.
+func dnsPreset(dns string) string {
+	switch dns {
+	case "":
+		return DefaultDNSPreset
+	case NoDNS:
+		return ""
+	default:
+		return dns
+	}
+}
+
+func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path *field.Path) (Rule, error) {
+	r := Rule{Name: rule.Name, Ports: ports(rule.Ports)}
+	for j, to := range rule.To {
+		var peers []networkingv1.NetworkPolicyPeer
+		if to.Preset != "" {
+			resolved, presetPorts, err := presets.ResolveTo(to.Preset, to.PresetNamespace)
+			if err != nil {
+				return r, presetError(err)
+			}
+			// A preset's ports apply when it is the rule's only
+			// destination and the rule lists none.
+			if len(rule.To) == 1 && len(rule.Ports) == 0 {
+				r.Ports = presetPorts
+			}
+			peers = resolved
+		} else {
+			peers = []networkingv1.NetworkPolicyPeer{peer(to.NamespaceSelector, to.PodSelector, to.IPBlock)}
+		}
+		if err := validatePeers(peers, path.Child("to").Index(j)); err != nil {
+			return r, err
+		}
+		r.Peers = append(r.Peers, peers...)
+	}
+	return r, nil
+}
+
+func ingressPeers(from isolationv1alpha1.IngressPeer, presets preset.Catalog) ([]networkingv1.NetworkPolicyPeer, error) {
+	if from.Preset != "" {
+		resolved, err := presets.Resolve(from.Preset, from.PresetNamespace)
+		if err != nil {
+			return nil, presetError(err)
+		}
+		return resolved, nil
+	}
+	return []networkingv1.NetworkPolicyPeer{peer(from.NamespaceSelector, from.PodSelector, from.IPBlock)}, nil
+}
+
+func peer(ns, pods *isolationv1alpha1.LabelSelector, block *isolationv1alpha1.IPBlock) networkingv1.NetworkPolicyPeer {
+	p := networkingv1.NetworkPolicyPeer{NamespaceSelector: ns.LabelSelector(), PodSelector: pods.LabelSelector()}
+	if block != nil {
+		p.IPBlock = &networkingv1.IPBlock{CIDR: block.CIDR, Except: append([]string(nil), block.Except...)}
+	}
+	return p
+}
+
+func presetError(err error) error {
+	reason := isolationv1alpha1.ReasonInvalidSpec
+	var unknown *preset.UnknownError
+	if errors.As(err, &unknown) {
+		reason = isolationv1alpha1.ReasonUnknownPreset
+	}
+	return &SpecError{Reason: reason, Err: err}
+}
+
+func validatePeers(peers []networkingv1.NetworkPolicyPeer, path *field.Path) error {
+	for _, p := range peers {
+		if errs := preset.ValidatePeer(p, path); len(errs) > 0 {
+			return &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: errs.ToAggregate()}
+		}
+	}
+	return nil
+}
+
+// ports converts spec ports, TCP when the protocol is absent.
+func ports(in []isolationv1alpha1.Port) []networkingv1.NetworkPolicyPort {
+	var out []networkingv1.NetworkPolicyPort
+	for _, p := range in {
+		protocol := p.Protocol
+		if protocol == "" {
+			protocol = corev1.ProtocolTCP
+		}
+		port := networkingv1.NetworkPolicyPort{Protocol: &protocol}
+		if p.Port != nil {
+			port.Port = ptr.To(*p.Port)
+		}
+		if p.EndPort != nil {
+			port.EndPort = ptr.To(*p.EndPort)
+		}
+		out = append(out, port)
+	}
+	return out
+}
