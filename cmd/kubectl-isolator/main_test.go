@@ -49,7 +49,7 @@ func scene(t *testing.T) client.WithWatch {
 			Target: isolationv1alpha1.Target{PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
 			Ingress: []isolationv1alpha1.IngressRule{{
 				Name: "nginx", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
-				Ports: []isolationv1alpha1.IngressPort{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
+				Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
 			}},
 		},
 	}

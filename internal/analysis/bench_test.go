@@ -39,7 +39,7 @@ func maxIsolation(name, app string, firstPort int32) *isolationv1alpha1.Workload
 			})
 		}
 		for p := range maxPorts {
-			rule.Ports = append(rule.Ports, isolationv1alpha1.IngressPort{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(firstPort + int32(p)))})
+			rule.Ports = append(rule.Ports, isolationv1alpha1.Port{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(firstPort + int32(p)))})
 		}
 		wi.Spec.Ingress = append(wi.Spec.Ingress, rule)
 	}

@@ -267,7 +267,7 @@ func isolation(i int, o options) *isolationv1alpha1.WorkloadIsolation {
 			Ingress: []isolationv1alpha1.IngressRule{{
 				Name:  "nginx",
 				From:  []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
-				Ports: []isolationv1alpha1.IngressPort{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
+				Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
 			}},
 		},
 	}
