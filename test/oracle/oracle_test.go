@@ -467,9 +467,9 @@ func generatePeer(r *rand.Rand, s *scenario) isolationv1alpha1.IngressPeer {
 	}
 }
 
-func generatePort(r *rand.Rand) isolationv1alpha1.IngressPort {
+func generatePort(r *rand.Rand) isolationv1alpha1.Port {
 	protocols := []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolTCP, corev1.ProtocolUDP, ""}
-	p := isolationv1alpha1.IngressPort{Protocol: pick(r, protocols)}
+	p := isolationv1alpha1.Port{Protocol: pick(r, protocols)}
 	switch r.IntN(5) {
 	case 0:
 		p.Port = ptr.To(intstr.FromInt32(8080))

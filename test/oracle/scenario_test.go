@@ -193,7 +193,7 @@ func selectorMatches(sel *isolationv1alpha1.LabelSelector, set map[string]string
 	return s.Matches(labels.Set(set))
 }
 
-func portMatches(ports []isolationv1alpha1.IngressPort, dst *pod, p port) bool {
+func portMatches(ports []isolationv1alpha1.Port, dst *pod, p port) bool {
 	if len(ports) == 0 {
 		return true
 	}

@@ -78,12 +78,12 @@ func TestUpstreamScenarios(t *testing.T) {
 	}, {
 		name: "should allow ingress access from namespace on one named port",
 		rules: []isolationv1alpha1.IngressRule{{Name: "named", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: byNs("y")}},
-			Ports: []isolationv1alpha1.IngressPort{{Port: ptr.To(intstr.FromString("serve-81-tcp"))}}}},
+			Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromString("serve-81-tcp"))}}}},
 		allowed: []string{"y/a 81", "y/b 81", "y/c 81"},
 	}, {
 		name: "should allow ingress access on one numeric port",
 		rules: []isolationv1alpha1.IngressRule{{Name: "numeric", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}},
-			Ports: []isolationv1alpha1.IngressPort{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(80))}}}},
+			Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(80))}}}},
 		allowed: []string{"local-ai/b 80", "local-ai/c 80", "y/a 80", "y/b 80", "y/c 80", "z/a 80", "z/b 80", "z/c 80"},
 	}, {
 		name: "should allow ingress from an ipBlock with except",
