@@ -423,6 +423,12 @@ type Exposure struct {
 	// +kubebuilder:validation:MaxLength=253
 	WorkloadIsolation string `json:"workloadIsolation,omitempty"`
 
+	// direction is Ingress (the policy lets more reach the target) or Egress
+	// (it lets the target reach more).
+	// +optional
+	// +kubebuilder:validation:Enum=Ingress;Egress
+	Direction string `json:"direction,omitempty"`
+
 	// summary says what the policy opens, e.g. "allow-all-ingress: all pods
 	// in all namespaces, all ports".
 	// +required
