@@ -72,7 +72,8 @@ realnode-bin: | $(LOCALBIN) ## Build the cluster harness into bin/realnode.
 .PHONY: realnode-test
 realnode-test: envtest kube-router realnode-bin ## Run the real-node suite: its own cluster up, chart, upgrade, failover, walkthrough on real pods, KKP, cluster down.
 	cd test/realnode && REALNODE_BIN_DIR="$$(cd ../.. && $(SETUP_NODE))" KUBE_ROUTER=$(KUBE_ROUTER) REALNODE_SUPERVISOR=$(REALNODE) \
-		go test ./... -count=1 -v -timeout 20m $(TEST_FLAGS)
+		go test ./... -count=1 -v -timeout 20m $(TEST_FLAGS); rc=$$?; \
+		$(REALNODE) down --state /var/lib/isolator-realnode-test >/dev/null || rc=1; exit $$rc
 
 .PHONY: realnode-up
 realnode-up: envtest kube-router realnode-bin ## Start a real one-node cluster and keep it up (KUBECONFIG printed; stop it with make realnode-down).

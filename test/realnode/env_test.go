@@ -66,6 +66,8 @@ func (e *clusterEnv) helm(t *testing.T, ns string) *action.Configuration {
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig = ptr.To(e.kubeconfig)
 	flags.Namespace = ptr.To(ns)
+	// Helm's discovery cache would otherwise stay in ~/.kube/cache.
+	flags.CacheDir = ptr.To(t.TempDir())
 	cfg := &action.Configuration{}
 	if err := cfg.Init(flags, ns, "secret", t.Logf); err != nil {
 		t.Fatal(err)
@@ -221,6 +223,11 @@ func probeResults(ctx context.Context, podIP string) (map[string]result, error) 
 	out := map[string]result{}
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
+
+// reached reports whether the probe got an HTTP answer, whatever its status:
+// the network let the connection through. Blocked means no answer (refused,
+// timed out), never an HTTP error.
+func (r result) reached() bool { return r.Status != 0 }
 
 // fresh reports whether a probe finished after since: older results may
 // describe the dataplane before the change under test.

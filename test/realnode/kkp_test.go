@@ -151,6 +151,15 @@ func testKKPInstall(ctx context.Context, t *testing.T, e *clusterEnv) {
 	if inst.Spec.Namespace.Create {
 		e.namespace(ctx, t, r.namespace, r.nsLabels)
 	}
+	ns := &corev1.Namespace{}
+	if err := e.c.Get(ctx, client.ObjectKey{Name: r.namespace}, ns); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range r.nsLabels {
+		if ns.Labels[k] != v {
+			t.Fatalf("namespace %s has %s=%q, want %q as the ApplicationInstallation says", r.namespace, k, ns.Labels[k], v)
+		}
+	}
 	install := action.NewInstall(e.helm(t, r.namespace))
 	install.ReleaseName, install.Namespace = r.name, r.namespace
 	install.Wait, install.Atomic, install.Timeout = r.wait, r.atomic, r.timeout

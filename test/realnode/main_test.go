@@ -75,7 +75,7 @@ func run(m *testing.M) int {
 		logf("removing an earlier run: %v", err)
 		return 1
 	}
-	before := cluster.MountPointsPresent()
+	before := cluster.HostPathsPresent()
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	start := time.Now()
 	imageDir := filepath.Join(root, "bin", "realnode-images")
@@ -180,16 +180,17 @@ func recoverFromKilledRun(ctx context.Context, cfg cluster.Config, supervisor st
 }
 
 // nothingLeft checks the host after teardown: none of the cluster's names,
-// subnets, cgroups, state, mounts or processes, and the directories the
-// cluster mounts over exist exactly as before the run.
+// subnets, cgroups, state, mounts or processes, and the places containerd,
+// CNI plugins and the kubelet write to by default exist exactly as before
+// the run.
 func nothingLeft(cfg cluster.Config, before map[string]bool) error {
 	left, err := cfg.Leftovers()
 	if err != nil {
 		return err
 	}
-	for d, was := range cluster.MountPointsPresent() {
+	for d, was := range cluster.HostPathsPresent() {
 		if was != before[d] {
-			left = append(left, fmt.Sprintf("directory %s: existed before the run %t, after it %t", d, before[d], was))
+			left = append(left, fmt.Sprintf("%s: existed before the run %t, after it %t", d, before[d], was))
 		}
 	}
 	if len(left) > 0 {

@@ -97,7 +97,7 @@ func testWalkthrough(ctx context.Context, t *testing.T, e *clusterEnv) {
 					}
 				}
 			}
-			got = observe(want, func(from source, to target) bool { return results[from][to.url].OK })
+			got = observe(want, func(from source, to target) bool { return results[from][to.url].reached() })
 			if len(mismatches(want, got)) != 0 {
 				since, took, confirmed = time.Now(), 0, false
 				return false, nil

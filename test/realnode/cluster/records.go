@@ -20,7 +20,10 @@ import (
 // before the object is created, so a run that dies at any point leaves
 // records that cover everything it made.
 type records struct {
-	NetNS      string   `json:"netns,omitempty"`
+	NetNS string `json:"netns,omitempty"`
+	// NetNSDir is true when `ip netns add` made /run/netns (and its
+	// bind mount) on this host.
+	NetNSDir   bool     `json:"netnsDir,omitempty"`
 	Links      []string `json:"links,omitempty"`
 	Cgroups    []string `json:"cgroups,omitempty"`
 	Dirs       []string `json:"dirs,omitempty"`
@@ -116,12 +119,57 @@ func (c Config) teardown(r *records, logf func(string, ...any)) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 {
-		if err := os.RemoveAll(c.StateDir); err != nil {
+	if r.NetNSDir {
+		if err := removeNetNSDir(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 {
+		errs = append(errs, c.removeState())
+	}
 	return errors.Join(errs...)
+}
+
+// removeState removes the state directory, the records last: a removal that
+// fails half-way leaves records that still name what is left.
+func (c Config) removeState() error {
+	entries, err := os.ReadDir(c.StateDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == filepath.Base(c.recordsFile()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(c.StateDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(c.recordsFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(c.StateDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// removeNetNSDir undoes what the first `ip netns add` on a host does (the
+// directory /run/netns, bind-mounted over itself), once no namespace is left
+// in it.
+func removeNetNSDir() error {
+	entries, err := os.ReadDir("/run/netns")
+	if errors.Is(err, fs.ErrNotExist) || len(entries) > 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_ = syscall.Unmount("/run/netns", syscall.MNT_DETACH)
+	if err := os.Remove("/run/netns"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // cgroupPIDs lists the processes in a cgroup directory and its children.
@@ -142,7 +190,20 @@ func cgroupPIDs(dir string) []int {
 	return pids
 }
 
+// killCgroups kills every process in the cgroup directories. The freezer
+// cgroup is frozen while the PIDs are read and signalled, so that none of
+// them can exit and be reused by a process elsewhere in between.
 func killCgroups(dirs []string) error {
+	var freezer string
+	for _, d := range dirs {
+		if exists(filepath.Join(d, "freezer.state")) {
+			freezer = filepath.Join(d, "freezer.state")
+		}
+	}
+	if freezer != "" {
+		_ = os.WriteFile(freezer, []byte("FROZEN"), 0o644)
+		defer func() { _ = os.WriteFile(freezer, []byte("THAWED"), 0o644) }()
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var left []int
@@ -158,7 +219,14 @@ func killCgroups(dirs []string) error {
 		for _, pid := range left {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// Frozen processes die of SIGKILL once thawed.
+		if freezer != "" {
+			_ = os.WriteFile(freezer, []byte("THAWED"), 0o644)
+			time.Sleep(100 * time.Millisecond)
+			_ = os.WriteFile(freezer, []byte("FROZEN"), 0o644)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
@@ -330,31 +398,71 @@ func (c Config) Leftovers() ([]string, error) {
 	}
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
-			if strings.Contains(line, c.StateDir) {
+			if names(line, c.StateDir) {
 				found = append(found, "mount "+line)
 			}
 		}
 	}
+	ancestors := ancestors()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
+		if ancestors[filepath.Base(filepath.Dir(p))] {
+			// The shell or make that runs this check names the state
+			// directory too.
+			continue
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cmd, c.StateDir) {
+		if names(cmd, c.StateDir) {
 			found = append(found, fmt.Sprintf("process %s: %s", filepath.Base(filepath.Dir(p)), cmd))
 		}
 	}
 	return found, nil
 }
 
-// MountPointsPresent reports which of the host directories the cluster
-// mounts over exist. The harness creates the missing ones and removes them on
-// teardown, so the answer before a run equals the answer after it.
-func MountPointsPresent() map[string]bool {
+// ancestors lists the PIDs of this process and its ancestors.
+func ancestors() map[string]bool {
+	out := map[string]bool{}
+	for pid := strconv.Itoa(os.Getpid()); pid != "0" && pid != "" && !out[pid]; {
+		out[pid] = true
+		data, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			break
+		}
+		s := string(data)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 2 {
+			break
+		}
+		pid = fields[1]
+	}
+	return out
+}
+
+// names reports whether text names path or something beneath it: path
+// followed by "/", a space or the end, so that /var/lib/x does not match
+// /var/lib/x-test.
+func names(text, path string) bool {
+	for rest := text; ; {
+		i := strings.Index(rest, path)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(path):]
+		if rest == "" || rest[0] == '/' || rest[0] == ' ' || rest[0] == '\n' {
+			return true
+		}
+	}
+}
+
+// HostPathsPresent reports which of HostPaths exist, for comparing the
+// host before and after a run.
+func HostPathsPresent() map[string]bool {
 	present := map[string]bool{}
-	for _, d := range mountPoints {
+	for _, d := range HostPaths {
 		present[d] = exists(d)
 	}
 	return present

@@ -12,15 +12,25 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// mountPoints are the host directories the cluster mounts private copies
-// over, inside its own mount namespace. containerd's shims keep sockets under
-// /run/containerd, CNI plugins keep state under /var/lib/cni, and the kubelet
-// links container logs under /var/log.
-var mountPoints = []string{"/run/containerd", "/var/lib/cni", "/var/log/containers", "/var/log/pods"}
+// privateDirs are the host directories the cluster gets a private, empty
+// copy of in its mount namespace (tmpfs): containerd's shims keep sockets
+// under /run/containerd, network namespaces live under /run/netns, CNI
+// plugins keep state under /var/lib/cni, the kubelet its device plugin
+// socket under /var/lib/kubelet, and container logs go to /var/log. Nothing
+// the cluster writes there reaches the host, and no directory is made on the
+// host to mount over. The state directory, when it lies beneath one of them,
+// is bound back at its own path.
+var privateDirs = []string{"/run", "/var/lib", "/var/log"}
+
+// HostPaths are host paths a cluster on this machine must leave as they
+// were: the places containerd, CNI plugins and the kubelet write to by
+// default.
+var HostPaths = []string{"/run/containerd", "/run/netns", "/var/lib/cni", "/var/lib/kubelet", "/var/lib/containerd", "/var/log/containers", "/var/log/pods", "/opt/containerd", "/etc/cni"}
 
 // kernelTunables are the machine-wide sysctls the kubelet sets with no way to
 // stop it. Inside the mount namespace a file holding the value it wants is
@@ -46,6 +56,11 @@ type component struct {
 // component in order, and on SIGTERM stops them in reverse order and kills
 // whatever is left in the cluster's cgroups.
 func Supervise(c Config, logf func(string, ...any)) error {
+	held, err := c.lock()
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", c.StateDir, err)
+	}
+	defer func() { _ = held.Close() }()
 	if err := c.joinCgroups(); err != nil {
 		return err
 	}
@@ -152,15 +167,8 @@ func (c Config) steps() []step {
 		{comp: &component{name: "kubelet", args: []string{bin("kubelet"),
 			"--config", c.path("kubelet", "config.yaml"), "--kubeconfig", pki("kubelet.kubeconfig"),
 			"--root-dir", c.path("kubelet", "root"), "--hostname-override", c.NodeName, "--node-ip", node, "--v=1"}},
-			// kube-router identifies its node at start.
-			wait: c.waitNodeRegistered},
+		},
 		{comp: &component{name: "kube-proxy", args: []string{bin("kube-proxy"), "--config", c.path("kube-proxy", "config.yaml")}}},
-		// kube-router's NetworkPolicy firewall, the test-only dataplane:
-		// iptables and ipset inside the cluster's network namespace.
-		{comp: &component{name: "kube-router", args: []string{c.KubeRouter,
-			"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
-			"--kubeconfig", pki("admin.kubeconfig"), "--hostname-override", c.NodeName,
-			"--health-port=0", "--metrics-port=0"}}},
 	}
 }
 
@@ -233,22 +241,30 @@ func inheritCpuset(dir string) error {
 	return nil
 }
 
-// privateMounts runs in the private mount namespace: tmpfs over
-// /run/containerd and /run/netns, private directories over the CNI state and
-// the log directories, and files over the kubelet's kernel tunables.
+// privateMounts runs in the private mount namespace: tmpfs over each of
+// privateDirs, with the state directory bound back, and files over the
+// kubelet's kernel tunables.
 func (c Config) privateMounts() error {
-	for _, d := range []string{"/run/containerd", "/run/netns"} {
+	state, err := os.Open(c.StateDir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = state.Close() }()
+	for _, d := range privateDirs {
 		if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "mode=0755"); err != nil {
 			return fmt.Errorf("mounting tmpfs on %s: %w", d, err)
 		}
-	}
-	for _, d := range mountPoints[1:] {
-		private := c.path("host", filepath.Base(filepath.Dir(d))+"-"+filepath.Base(d))
-		if err := os.MkdirAll(private, 0o755); err != nil {
+		if !strings.HasPrefix(c.StateDir, d+"/") {
+			continue
+		}
+		if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 			return err
 		}
-		if err := syscall.Mount(private, d, "", syscall.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind-mounting %s on %s: %w", private, d, err)
+		// The state directory's own inode, reached through the open
+		// descriptor now that its path is hidden.
+		src := fmt.Sprintf("/proc/self/fd/%d", state.Fd())
+		if err := syscall.Mount(src, c.StateDir, "", syscall.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding the state directory back over the tmpfs on %s: %w", d, err)
 		}
 	}
 	dir := c.path("sysctl")
@@ -271,6 +287,25 @@ func (c Config) privateMounts() error {
 	return nil
 }
 
+// lock takes the cluster's lock, an exclusive flock on the state directory,
+// which the supervisor holds for its life: Up refuses while it is held.
+func (c Config) lock() (*os.File, error) {
+	f, err := os.Open(c.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errRunning
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+var errRunning = errors.New("a cluster is running")
+
 // waitAPIReady waits for kube-apiserver's /readyz; kube-controller-manager
 // exits when it starts before RBAC is ready.
 func (c Config) waitAPIReady(ctx context.Context) error {
@@ -287,23 +322,6 @@ func (c Config) waitAPIReady(ctx context.Context) error {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, "kube-apiserver ready")
-}
-
-// waitNodeRegistered waits until the kubelet has created the Node.
-func (c Config) waitNodeRegistered(ctx context.Context) error {
-	client, err := c.adminHTTP()
-	if err != nil {
-		return err
-	}
-	url := "https://" + c.NodeIP().String() + ":6443/api/v1/nodes/" + c.NodeName
-	return poll(ctx, 60*time.Second, func() bool {
-		resp, err := client.Get(url)
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "Node "+c.NodeName+" registered")
 }
 
 // adminHTTP is an HTTP client with the administrator's certificate.
@@ -332,6 +350,8 @@ func (c Config) importImages(ctx context.Context) error {
 		return err
 	}
 	tars, _ := filepath.Glob(filepath.Join(c.ImageDir, "*.tar"))
+	own, _ := filepath.Glob(c.path("images", "*.tar"))
+	tars = append(tars, own...)
 	for _, t := range tars {
 		if out, err := exec.CommandContext(ctx, "ctr", "--address", c.ContainerdSocket(), "-n", "k8s.io",
 			"images", "import", "--no-unpack=false", t).CombinedOutput(); err != nil {

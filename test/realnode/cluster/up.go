@@ -14,12 +14,12 @@ import (
 	"syscall"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/isolator-dev/isolator/test/realnode/images"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -29,12 +29,18 @@ type Timings struct {
 	ComponentsStarted time.Duration
 	// NodeReady is from the start until the Node is Ready.
 	NodeReady time.Duration
+	// DataplaneReady is from the start until kube-router's DaemonSet pod
+	// is Ready.
+	DataplaneReady time.Duration
 }
 
 // Cleanup removes what an earlier run left, recognised by the records in
 // the state directory. It does nothing when there are none.
 func (c Config) Cleanup(logf func(string, ...any)) error {
 	r, err := c.loadRecords()
+	if err == nil && r.Supervisor.alive() {
+		logf("stopping the cluster recorded in %s", c.recordsFile())
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		if exists(c.StateDir) {
 			return fmt.Errorf("%s exists without the harness's records: it was not made by this harness; remove it yourself", c.StateDir)
@@ -57,6 +63,17 @@ func (c Config) Cleanup(logf func(string, ...any)) error {
 func (c Config) Up(ctx context.Context, supervisor string, logf func(string, ...any)) (Timings, error) {
 	var t Timings
 	begin := time.Now()
+	// A running cluster is stopped only by Down, never by another Up.
+	if exists(c.StateDir) {
+		held, err := c.lock()
+		if errors.Is(err, errRunning) {
+			return t, fmt.Errorf("a cluster is running from %s: stop it with `realnode down --state %s` first", c.StateDir, c.StateDir)
+		}
+		if err != nil {
+			return t, err
+		}
+		_ = held.Close()
+	}
 	if err := c.Cleanup(logf); err != nil {
 		return t, err
 	}
@@ -67,11 +84,14 @@ func (c Config) Up(ctx context.Context, supervisor string, logf func(string, ...
 	if len(occupied) > 0 {
 		return t, fmt.Errorf("refusing to start: not made by this harness, but in its way:\n  %s", strings.Join(occupied, "\n  "))
 	}
-	if err := os.MkdirAll(c.LogDir(), 0o700); err != nil {
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return t, err
 	}
 	r := &records{}
 	if err := c.saveRecords(r); err != nil {
+		return t, err
+	}
+	if err := os.MkdirAll(c.LogDir(), 0o700); err != nil {
 		return t, err
 	}
 	data, _ := json.Marshal(c)
@@ -90,17 +110,9 @@ func (c Config) Up(ctx context.Context, supervisor string, logf func(string, ...
 	if err := c.cgroups(r); err != nil {
 		return t, err
 	}
-	for _, d := range mountPoints {
-		if exists(d) {
-			continue
-		}
-		r.Dirs = append(r.Dirs, d)
-		if err := c.saveRecords(r); err != nil {
-			return t, err
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return t, err
-		}
+	// kube-router runs as a DaemonSet pod; its image is the binary alone.
+	if err := images.Pack(c.KubeRouter, KubeRouterImage, c.path("images", "kube-router.tar"), kubeRouterImage); err != nil {
+		return t, fmt.Errorf("packing kube-router: %w", err)
 	}
 	if err := c.startSupervisor(r, supervisor); err != nil {
 		return t, err
@@ -125,7 +137,11 @@ func (c Config) Up(ctx context.Context, supervisor string, logf func(string, ...
 		return t, c.withLog(err, "kubelet")
 	}
 	t.NodeReady = time.Since(begin)
-	return t, c.describeDataplane(ctx, cs)
+	if err := c.dataplane(ctx, cs); err != nil {
+		return t, c.withLog(err, "kubelet")
+	}
+	t.DataplaneReady = time.Since(begin)
+	return t, nil
 }
 
 // Down stops the cluster and removes everything it made on the host.
@@ -144,17 +160,29 @@ func ReadConfig(stateDir string) (Config, error) {
 }
 
 func (c Config) network(r *records) error {
-	r.NetNS = c.NetNS()
+	r.NetNS, r.NetNSDir = c.NetNS(), !exists("/run/netns")
+	if err := c.saveRecords(r); err != nil {
+		return err
+	}
+	if out, err := exec.Command("ip", "netns", "add", c.NetNS()).CombinedOutput(); err != nil {
+		// Not made here (it appeared since Occupied looked): forget it.
+		r.NetNS = ""
+		_ = c.saveRecords(r)
+		return fmt.Errorf("ip netns add %s: %v: %s", c.NetNS(), err, out)
+	}
 	r.Links = append(r.Links, c.HostLink())
 	if err := c.saveRecords(r); err != nil {
 		return err
+	}
+	if out, err := exec.Command("ip", "link", "add", c.HostLink(), "type", "veth", "peer", "name", "eth0", "netns", c.NetNS()).CombinedOutput(); err != nil {
+		r.Links = r.Links[:len(r.Links)-1]
+		_ = c.saveRecords(r)
+		return fmt.Errorf("ip link add %s: %v: %s", c.HostLink(), err, out)
 	}
 	host := netip.PrefixFrom(c.HostIP(), c.LinkNet.Bits()).String()
 	node := netip.PrefixFrom(c.NodeIP(), c.LinkNet.Bits()).String()
 	ns := c.NetNS()
 	cmds := [][]string{
-		{"ip", "netns", "add", ns},
-		{"ip", "link", "add", c.HostLink(), "type", "veth", "peer", "name", "eth0", "netns", ns},
 		{"ip", "addr", "add", host, "dev", c.HostLink()},
 		{"ip", "link", "set", c.HostLink(), "up"},
 		{"ip", "-n", ns, "link", "set", "lo", "up"},
@@ -178,12 +206,15 @@ func (c Config) cgroups(r *records) error {
 	if err != nil {
 		return err
 	}
-	r.Cgroups = dirs
-	if err := c.saveRecords(r); err != nil {
-		return err
-	}
 	for _, d := range dirs {
+		r.Cgroups = append(r.Cgroups, d)
+		if err := c.saveRecords(r); err != nil {
+			return err
+		}
 		if err := os.Mkdir(d, 0o755); err != nil {
+			// Not made here: forget it.
+			r.Cgroups = r.Cgroups[:len(r.Cgroups)-1]
+			_ = c.saveRecords(r)
 			return err
 		}
 		if err := inheritCpuset(d); err != nil {
@@ -270,33 +301,4 @@ func (c Config) nodeReady(ctx context.Context, cs *kubernetes.Clientset) bool {
 		}
 	}
 	return false
-}
-
-// describeDataplane creates the DaemonSet object a cluster running
-// kube-router has, so that CNI detection finds it. The harness runs
-// kube-router itself, in the node's network namespace; the DaemonSet's node
-// selector matches no node, so it starts no pods.
-func (c Config) describeDataplane(ctx context.Context, cs *kubernetes.Clientset) error {
-	labels := map[string]string{"k8s-app": "kube-router"}
-	ds := &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-router", Namespace: "kube-system", Labels: labels},
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					NodeSelector: map[string]string{"isolator.dev/runs-kube-router-as-a-process": "true"},
-					Containers: []corev1.Container{{
-						Name: "kube-router", Image: "docker.io/cloudnativelabs/kube-router:v2.1.0",
-						Args: []string{"--run-firewall=true", "--run-router=false", "--run-service-proxy=false"},
-					}},
-				},
-			},
-		},
-	}
-	_, err := cs.AppsV1().DaemonSets("kube-system").Create(ctx, ds, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
 }

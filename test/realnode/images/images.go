@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -54,6 +55,10 @@ type Options struct {
 	User string
 	// Entrypoint defaults to []string{Path}.
 	Entrypoint []string
+	// Symlinks are extra entries of the layer: link name (absolute) to
+	// target, e.g. "/lib" to "usr/lib" for an image that runs host tools
+	// from a hostPath volume mounted at /usr.
+	Symlinks map[string]string
 }
 
 // Pack writes outTar, an image tarball tagged ref whose only layer holds the
@@ -70,7 +75,7 @@ func Pack(binary, ref, outTar string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	layerTar, err := singleFileTar(strings.TrimPrefix(opts.Path, "/"), content)
+	layerTar, err := singleFileTar(strings.TrimPrefix(opts.Path, "/"), content, opts.Symlinks)
 	if err != nil {
 		return err
 	}
@@ -111,10 +116,24 @@ func Pack(binary, ref, outTar string, opts Options) error {
 	return tarball.WriteToFile(outTar, tag, img)
 }
 
-// singleFileTar returns an uncompressed tar stream holding content at name.
-func singleFileTar(name string, content []byte) ([]byte, error) {
+// singleFileTar returns an uncompressed tar stream holding content at name,
+// and the symlinks in name order.
+func singleFileTar(name string, content []byte, symlinks map[string]string) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	links := make([]string, 0, len(symlinks))
+	for l := range symlinks {
+		links = append(links, l)
+	}
+	sort.Strings(links)
+	for _, l := range links {
+		if err := tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(l, "/"), Linkname: symlinks[l],
+			Mode: 0o777, ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
 		Name:     name,

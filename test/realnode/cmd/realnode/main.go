@@ -57,6 +57,14 @@ func run(args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	// down and check act on the cluster the state directory describes,
+	// with the names and subnets it was brought up with.
+	recorded := false
+	if args[0] != "up" {
+		if stored, err := cluster.ReadConfig(cfg.StateDir); err == nil {
+			cfg, recorded = stored, true
+		}
+	}
 	switch args[0] {
 	case "up":
 		return up(cfg, *root, *imageDir)
@@ -66,6 +74,9 @@ func run(args []string) error {
 			return err
 		}
 		logf("down in %s", time.Since(start).Round(100*time.Millisecond))
+		if !recorded {
+			return nil
+		}
 		return check(cfg)
 	case "check":
 		return check(cfg)
