@@ -1,7 +1,9 @@
 // Command kubectl-isolator is a kubectl plugin. Installed on the PATH it runs
 // as `kubectl isolator explain NAME [-n NAMESPACE]` and shows every way into
-// the pods a WorkloadIsolation protects: which sources reach them on which
-// ports, through which NetworkPolicy, and whether that was declared.
+// the pods a WorkloadIsolation protects (which sources reach them on which
+// ports, through which NetworkPolicy, and whether that was declared) and,
+// when it isolates egress, every way out of them (which destinations they
+// reach on which ports).
 package main
 
 import (
@@ -36,8 +38,9 @@ import (
 
 const usage = `Usage: kubectl isolator explain NAME [-n NAMESPACE] [--kubeconfig FILE] [--config FILE]
 
-Shows which sources can reach the pods of WorkloadIsolation NAME, on which
-ports and through which NetworkPolicy, given every policy in the namespace.
+Shows which sources can reach the pods of WorkloadIsolation NAME and, when
+it isolates egress, which destinations they can reach, on which ports and
+through which NetworkPolicy, given every policy in the namespace.
 The declared intent is computed from the WorkloadIsolation's spec with the
 operator's own builder; a generated policy that differs from it is shown as
 drift. Presets an administrator added are read from the operator
@@ -158,26 +161,21 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	in.Policies = policies.Items
 	in.OwnerOf = analysis.ControllingIsolation
 
+	egressDeclared := wi.Spec.Egress != nil
 	var out strings.Builder
 	fmt.Fprintf(&out, "WorkloadIsolation %s/%s: target %s, %d pods\n\n", namespace, name, status.FormatTarget(targetSelector), len(in.TargetPods))
-	tw := tabwriter.NewWriter(&out, 0, 8, 2, ' ', 0)
-	rows := []string{"POLICY\tPODS\tSOURCES\tPORTS\tDECLARED"}
-	for _, p := range analysis.Explain(in) {
-		policy := p.Policy
-		if policy == "" {
-			policy = "(none)"
-		}
-		declared := "yes"
-		if !p.Declared {
-			declared = "NO"
-		}
-		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%s\t%s", policy, p.Pods, p.Sources, p.Ports, declared))
-	}
-	if _, err := tw.Write([]byte(strings.Join(rows, "\n") + "\n")); err != nil {
+	paths := analysis.Explain(in)
+	out.WriteString("Ways into the target pods:\n")
+	if err := pathTable(&out, "SOURCES", paths, analysis.Ingress); err != nil {
 		return err
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	if egressDeclared {
+		out.WriteString("\nWays out of the target pods:\n")
+		if err := pathTable(&out, "DESTINATIONS", paths, analysis.Egress); err != nil {
+			return err
+		}
+	} else {
+		out.WriteString("\nWays out of the target pods: all destinations, all ports (egress is not isolated: the spec declares no egress)\n")
 	}
 	if drift := drift(wi, declared, policies.Items); len(drift) > 0 {
 		out.WriteString("\nDrift from the spec:\n")
@@ -190,9 +188,12 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	if !namespacesKnown {
 		out.WriteString("\n(You may not list namespaces: whether a widening admits sources now or only once a namespace appears is not shown.)\n")
 	}
-	if report.Isolated() {
+	switch {
+	case report.Isolated() && egressDeclared:
+		out.WriteString("\nIsolated: only the declared sources can reach the target, and it can reach only the declared destinations.\n")
+	case report.Isolated():
 		out.WriteString("\nIsolated: only the declared sources can reach the target.\n")
-	} else {
+	default:
 		out.WriteString("\nNot isolated:\n")
 		for _, e := range report.Exposures {
 			summary := e.Summary
@@ -204,6 +205,31 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	}
 	_, err = io.WriteString(w, out.String())
 	return err
+}
+
+// pathTable writes the paths of one direction as a table whose peer column
+// is titled peers.
+func pathTable(w io.Writer, peers string, paths []analysis.Path, dir analysis.Direction) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	rows := []string{"POLICY\tPODS\t" + peers + "\tPORTS\tDECLARED"}
+	for _, p := range paths {
+		if p.Direction != dir {
+			continue
+		}
+		policy := p.Policy
+		if policy == "" {
+			policy = "(none)"
+		}
+		declared := "yes"
+		if !p.Declared {
+			declared = "NO"
+		}
+		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%s\t%s", policy, p.Pods, p.Peers, p.Ports, declared))
+	}
+	if _, err := tw.Write([]byte(strings.Join(rows, "\n") + "\n")); err != nil {
+		return err
+	}
+	return tw.Flush()
 }
 
 // drift lists the declared policies that are missing from the cluster, held

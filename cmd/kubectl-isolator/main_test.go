@@ -161,3 +161,97 @@ func TestExplainWithoutNamespaceRights(t *testing.T) {
 	}
 	expectLines(t, out.String(), "local-ai-allow-nginx", "You may not list namespaces")
 }
+
+// egressScene is the walkthrough with egress isolated: DNS (the default
+// cluster-dns preset) and one HTTPS mirror, with all generated policies in
+// place.
+func egressScene(t *testing.T) client.WithWatch {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	wi := &isolationv1alpha1.WorkloadIsolation{
+		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{
+			Target: isolationv1alpha1.Target{PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
+			Ingress: []isolationv1alpha1.IngressRule{{
+				Name: "nginx", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
+				Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(8080))}},
+			}},
+			Egress: []isolationv1alpha1.EgressRule{{
+				Name:  "mirror",
+				To:    []isolationv1alpha1.EgressPeer{{IPBlock: &isolationv1alpha1.IPBlock{CIDR: "10.0.0.0/8"}}},
+				Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(443))}},
+			}},
+		},
+	}
+	generated, err := policy.Build(wi, *wi.Spec.Target.PodSelector.LabelSelector(), builtin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi.Status = isolationv1alpha1.WorkloadIsolationStatus{TargetSelector: wi.Spec.Target.PodSelector.LabelSelector()}
+	objs := []client.Object{wi,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Labels: map[string]string{"kubernetes.io/metadata.name": "local-ai"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", Labels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: "local-ai", Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}}},
+	}
+	for i := range generated {
+		objs = append(objs, &generated[i])
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
+}
+
+func TestExplainEgress(t *testing.T) {
+	c := egressScene(t)
+	out := explainOutput(t, c)
+	expectLines(t, out,
+		"Ways into the target pods:\nPOLICY PODS SOURCES PORTS DECLARED",
+		"Ways out of the target pods:\nPOLICY PODS DESTINATIONS PORTS DECLARED",
+		"local-ai-default-deny 1 none (deny) - yes\nlocal-ai-dns 1 pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system or pods k8s-app=node-local-dns in namespaces kubernetes.io/metadata.name=kube-system or IP block 169.254.20.10/32 TCP 53, UDP 53 yes",
+		"local-ai-egress-mirror 1 IP block 10.0.0.0/8 TCP 443 yes",
+		"Isolated: only the declared sources can reach the target, and it can reach only the declared destinations.",
+	)
+
+	open := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-all-egress", Namespace: "local-ai"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{}},
+		},
+	}
+	if err := c.Create(context.Background(), open); err != nil {
+		t.Fatal(err)
+	}
+	out = explainOutput(t, c)
+	expectLines(t, out,
+		"allow-all-egress 1 all destinations all ports NO",
+		"Not isolated:\n  - allow-all-egress: egress to all destinations, all ports",
+	)
+	if strings.Contains(out, "Isolated: only") {
+		t.Errorf("an allow-all egress policy must not be reported as isolated:\n%s", out)
+	}
+}
+
+// Without egress in the spec the target's egress is not isolated, and
+// explain says so instead of listing egress policies of others.
+func TestExplainWithoutEgress(t *testing.T) {
+	c := scene(t)
+	open := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-all-egress", Namespace: "local-ai"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{}},
+		},
+	}
+	if err := c.Create(context.Background(), open); err != nil {
+		t.Fatal(err)
+	}
+	out := explainOutput(t, c)
+	expectLines(t, out,
+		"Ways out of the target pods: all destinations, all ports (egress is not isolated: the spec declares no egress)",
+		"Isolated: only the declared sources can reach the target.",
+	)
+	if strings.Contains(out, "allow-all-egress") {
+		t.Errorf("egress policies do not matter when egress is not isolated:\n%s", out)
+	}
+}

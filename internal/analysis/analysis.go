@@ -1,14 +1,19 @@
 // Package analysis finds what re-opens an isolated workload. NetworkPolicies
 // are additive: any policy that selects the target pods and allows more
 // sources or ports than the WorkloadIsolation declares widens the isolation,
-// whoever wrote it. Analyze compares every policy of the target's namespace
-// with the declared (generated) policies and reports each one that admits
-// more. It is pure: no client, no context, no clock.
+// whoever wrote it. The same holds for egress: once the declared policies
+// isolate the target's egress, any policy that selects the target pods and
+// allows more destinations or ports widens it. Analyze compares every policy
+// of the target's namespace with the declared (generated) policies, in both
+// directions, and reports each one that admits more, with its direction.
+// When the declared policies do not isolate egress, the target's egress is
+// open anyway and egress rules are not analysed. It is pure: no client, no
+// context, no clock.
 //
 // It never misses a widening: a policy is reported unless each of its rules
-// is proven to admit nothing beyond a declared rule. Where a proof is out of
-// reach it is conservative and reports the policy (a false positive, never a
-// false negative):
+// is proven to admit nothing beyond a declared rule of the same direction.
+// Where a proof is out of reach it is conservative and reports the policy (a
+// false positive, never a false negative):
 //   - label selectors, of pods and of namespaces alike, are compared by their
 //     requirements (a selector is inside another when its requirements imply
 //     the other's), not by the pods or namespaces that happen to exist, so
@@ -16,26 +21,33 @@
 //     reported. Namespace selectors use one fact the API server guarantees:
 //     every namespace carries kubernetes.io/metadata.name set to its own
 //     name, so a peer without namespaceSelector (the policy's own namespace)
-//     is the selector kubernetes.io/metadata.name=<namespace>;
+//     is the selector kubernetes.io/metadata.name=<namespace>. Sources and
+//     destinations are compared alike;
 //   - named ports are only inside the same named port or a port-less rule,
 //     never inside a numeric range (the name could resolve to any number);
-//   - an ipBlock is only inside a declared ipBlock, never inside a selector,
-//     and a selector never inside an ipBlock (whether pod IPs match ipBlocks
-//     depends on the CNI);
-//   - spec.ingress is read whatever spec.policyTypes says: Cilium and the
-//     AWS network policy agent enforce the ingress rules of a policy whose
-//     policyTypes omit Ingress, so such rules can open the target. A policy
-//     isolates pods for ingress (counts as selecting them) only when its
-//     policyTypes include Ingress, as the API defines; the pods a policy
-//     without Ingress type selects are not thereby isolated.
+//   - an ipBlock is only inside one declared ipBlock: its CIDR inside the
+//     declared CIDR, and every declared exception that overlaps it inside
+//     one of its own exceptions. An ipBlock that only several declared
+//     ipBlocks cover together, or whose exceptions only together cover a
+//     declared exception, is reported. An ipBlock is never inside a
+//     selector, and a selector never inside an ipBlock (whether pod IPs
+//     match ipBlocks depends on the CNI);
+//   - spec.ingress and spec.egress are read whatever spec.policyTypes says:
+//     Cilium and the AWS network policy agent enforce the rules of a policy
+//     whose policyTypes omit their direction, so such rules can open the
+//     target. A policy isolates pods in a direction (counts as selecting
+//     them) only when its policyTypes include that direction, as the API
+//     defines; the pods a policy without that type selects are not thereby
+//     isolated. The declared rules are taken as the intent only in the
+//     directions their policies isolate.
 //
 // Because namespace selectors are compared by their requirements, a policy
 // that admits namespaces which do not exist yet is reported too: it is a
 // standing grant that opens the workload the moment such a namespace is
 // created or labelled. Every widening says whether it is open now (some
 // existing namespace it admits is not admitted by the declared rules, or it
-// admits addresses or every source) or latent (it admits no existing source
-// beyond the declared ones). Both widen the isolation.
+// admits addresses or every peer) or latent (it admits no existing source or
+// destination beyond the declared ones). Both widen the isolation.
 //
 // The work is bounded: selectors, ports and namespace matches are computed
 // once per distinct selector, so an analysis is near-linear in its inputs,
@@ -61,10 +73,11 @@ type Object struct {
 
 // DefaultBudget is the evaluation steps an analysis may take when
 // Input.Budget is 0. A WorkloadIsolation at the CRD's maximum sizes (32
-// rules of 32 sources and 32 ports), in a namespace that also holds three
-// more of them and a hundred other policies, in a cluster of a hundred
-// namespaces, takes about 170,000 steps (see BenchmarkAnalyzeMaxSize), so
-// the default leaves room for about ten times that.
+// ingress rules of 32 sources and 32 ports, and as many egress rules), in a
+// namespace that also holds three more of them and a hundred other
+// policies, in a cluster of a hundred namespaces, takes about 320,000 steps
+// for both directions (see BenchmarkAnalyzeMaxSize), so the default leaves
+// room for about six times that.
 const DefaultBudget = 2_000_000
 
 // Input is what Analyze needs.
@@ -101,15 +114,32 @@ func ControllingIsolation(np *networkingv1.NetworkPolicy) string {
 	return ""
 }
 
-// Exposure is one policy that widens the isolation.
+// Direction is the direction of traffic an exposure or path concerns.
+type Direction string
+
+// The directions, spelled as in status.exposure[].direction.
+const (
+	// Ingress is traffic to the target pods.
+	Ingress Direction = "Ingress"
+	// Egress is traffic from the target pods.
+	Egress Direction = "Egress"
+)
+
+// Exposure is one policy that widens the isolation in one direction.
 type Exposure struct {
 	// Policy is the NetworkPolicy's name, Unselected for target pods no
-	// policy isolates, or Incomplete when the analysis ran out of budget.
+	// policy isolates (in Direction), or Incomplete when the analysis ran
+	// out of budget. A policy that widens both directions gives two
+	// exposures.
 	Policy string
 	// WorkloadIsolation names another WorkloadIsolation that generated the
 	// policy, if one did.
 	WorkloadIsolation string
-	// Summary says in a line what the policy opens.
+	// Direction is Ingress when the policy lets more reach the target pods,
+	// Egress when it lets them reach more; empty for the Incomplete entry.
+	Direction Direction
+	// Summary says in a line what the policy opens; that of an egress
+	// exposure says "egress to".
 	Summary string
 	// Widens is false for a policy of another WorkloadIsolation that
 	// selects the same pods without admitting more. It is true for open and
@@ -124,9 +154,10 @@ type Exposure struct {
 
 // Report is the result of Analyze.
 type Report struct {
-	// Exposures lists, in policy name order, the policies that widen the
-	// isolation or belong to another WorkloadIsolation selecting the same
-	// pods; then the Unselected and Incomplete entries, if any.
+	// Exposures lists, in policy name order (Ingress before Egress for
+	// the same policy), the policies that widen the isolation or belong to
+	// another WorkloadIsolation selecting the same pods; then the
+	// Unselected (Ingress, then Egress) and Incomplete entries, if any.
 	Exposures []Exposure
 	// Incomplete, when not empty, says why the analysis stopped before it
 	// had examined every policy (Input.Budget ran out). An incomplete report
@@ -148,7 +179,8 @@ func (r Report) Widened() bool {
 	return r.Incomplete != "" || slices.ContainsFunc(r.Exposures, func(e Exposure) bool { return e.Widens })
 }
 
-// Unselected is the Exposure.Policy of target pods no ingress policy selects.
+// Unselected is the Exposure.Policy of target pods no policy isolates in
+// the exposure's direction (egress only when egress is declared).
 const Unselected = "(none)"
 
 // Incomplete is the Exposure.Policy that stands for the policies an
@@ -159,7 +191,9 @@ const Incomplete = "(incomplete)"
 const latentNote = " (latent: admits no existing namespace beyond the declared ones, but any namespace created or labelled to match)"
 
 // Analyze reports the policies that admit ingress to the target pods beyond
-// the declared sources and ports.
+// the declared sources and ports and, when the declared policies isolate
+// egress, those that let the target pods reach more than the declared
+// destinations and ports.
 func Analyze(in Input) Report {
 	a := newAnalyzer(in)
 	var report Report
@@ -168,55 +202,71 @@ func Analyze(in Input) Report {
 		if a.exhausted() {
 			break
 		}
-		if !isolatesIngress(p) && len(p.Spec.Ingress) == 0 {
-			continue
-		}
-		if a.targetPodsSelected(i) == 0 {
+		directions := a.directions(p)
+		if len(directions) == 0 || a.targetPodsSelected(i) == 0 {
 			continue
 		}
 		owner := ""
 		if in.OwnerOf != nil {
 			owner = in.OwnerOf(p)
 		}
-		var open []string
-		latent := true
-		for _, rule := range p.Spec.Ingress {
-			v := a.ruleVerdict(rule, p.Namespace)
-			if v.covered {
-				continue
+		var found []Exposure
+		for _, dir := range directions {
+			var open []string
+			latent := true
+			for _, r := range rulesOf(p, dir) {
+				v := a.ruleVerdict(dir, r, p.Namespace)
+				if v.covered {
+					continue
+				}
+				text := describeRule(dir, r, p.Namespace)
+				if v.latent {
+					text += latentNote
+				} else {
+					latent = false
+				}
+				open = append(open, text)
 			}
-			text := describeRule(rule, p.Namespace)
-			if v.latent {
-				text += latentNote
-			} else {
-				latent = false
+			if len(open) > 0 {
+				found = append(found, Exposure{
+					Policy: p.Name, WorkloadIsolation: other(owner, in.Self), Direction: dir, Widens: true, Latent: latent,
+					Summary: p.Name + ": " + strings.Join(open, "; "),
+				})
 			}
-			open = append(open, text)
 		}
 		if a.exhausted() {
 			break // the verdicts of this policy are not reliable
 		}
-		switch {
-		case len(open) > 0:
-			report.Exposures = append(report.Exposures, Exposure{
-				Policy: p.Name, WorkloadIsolation: other(owner, in.Self), Widens: true, Latent: latent,
-				Summary: p.Name + ": " + strings.Join(open, "; "),
-			})
-		case owner != "" && owner != in.Self:
-			report.Exposures = append(report.Exposures, Exposure{
-				Policy: p.Name, WorkloadIsolation: owner,
+		if len(found) == 0 && owner != "" && owner != in.Self {
+			found = append(found, Exposure{
+				Policy: p.Name, WorkloadIsolation: owner, Direction: directions[0],
 				Summary: fmt.Sprintf("%s: generated for WorkloadIsolation %s, which selects the same pods", p.Name, owner),
 			})
 		}
+		report.Exposures = append(report.Exposures, found...)
 	}
-	sort.Slice(report.Exposures, func(i, j int) bool { return report.Exposures[i].Policy < report.Exposures[j].Policy })
+	sort.SliceStable(report.Exposures, func(i, j int) bool {
+		x, y := report.Exposures[i], report.Exposures[j]
+		if x.Policy != y.Policy {
+			return x.Policy < y.Policy
+		}
+		return x.Direction == Ingress && y.Direction == Egress
+	})
 	if !a.exhausted() {
-		if open := a.unselected(); open > 0 {
+		if open := a.unselected(Ingress); open > 0 {
 			// No ingress policy selects these pods, so nothing restricts them
 			// (in Audit mode, before the generated policies are written).
 			report.Exposures = append(report.Exposures, Exposure{
-				Policy: Unselected, Widens: true,
+				Policy: Unselected, Direction: Ingress, Widens: true,
 				Summary: fmt.Sprintf("%d target pods are selected by no NetworkPolicy: all sources, all ports", open),
+			})
+		}
+	}
+	if !a.exhausted() && a.egressDeclared {
+		if open := a.unselected(Egress); open > 0 {
+			report.Exposures = append(report.Exposures, Exposure{
+				Policy: Unselected, Direction: Egress, Widens: true,
+				Summary: fmt.Sprintf("%d target pods are selected by no egress NetworkPolicy: egress to all destinations, all ports", open),
 			})
 		}
 	}
@@ -240,4 +290,62 @@ func other(owner, self string) string {
 // empty, before the API server's defaulting, which always adds Ingress).
 func isolatesIngress(p *networkingv1.NetworkPolicy) bool {
 	return len(p.Spec.PolicyTypes) == 0 || slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
+}
+
+// isolatesEgress reports whether a policy isolates the pods it selects for
+// egress, as the API defines it: its policyTypes include Egress (or are
+// empty and it has egress rules, which is when the API server's defaulting
+// adds Egress).
+func isolatesEgress(p *networkingv1.NetworkPolicy) bool {
+	if len(p.Spec.PolicyTypes) == 0 {
+		return len(p.Spec.Egress) > 0
+	}
+	return slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+}
+
+// isolates reports whether a policy isolates the pods it selects in dir.
+func isolates(p *networkingv1.NetworkPolicy, dir Direction) bool {
+	if dir == Egress {
+		return isolatesEgress(p)
+	}
+	return isolatesIngress(p)
+}
+
+// directions returns the directions in which a policy matters to the
+// analysis: those it isolates or has rules for (rules count whatever
+// policyTypes say, see the package doc). Egress matters only when the
+// declared policies isolate egress: otherwise the target's egress is not
+// isolated and no policy can widen it.
+func (a *analyzer) directions(p *networkingv1.NetworkPolicy) []Direction {
+	var out []Direction
+	if isolatesIngress(p) || len(p.Spec.Ingress) > 0 {
+		out = append(out, Ingress)
+	}
+	if a.egressDeclared && (isolatesEgress(p) || len(p.Spec.Egress) > 0) {
+		out = append(out, Egress)
+	}
+	return out
+}
+
+// rule is an ingress or egress rule: the peers (sources or destinations;
+// none means all) and ports it admits.
+type rule struct {
+	peers []networkingv1.NetworkPolicyPeer
+	ports []networkingv1.NetworkPolicyPort
+}
+
+// rulesOf returns a policy's rules in dir.
+func rulesOf(p *networkingv1.NetworkPolicy, dir Direction) []rule {
+	if dir == Egress {
+		out := make([]rule, len(p.Spec.Egress))
+		for i, r := range p.Spec.Egress {
+			out[i] = rule{peers: r.To, ports: r.Ports}
+		}
+		return out
+	}
+	out := make([]rule, len(p.Spec.Ingress))
+	for i, r := range p.Spec.Ingress {
+		out[i] = rule{peers: r.From, ports: r.Ports}
+	}
+	return out
 }

@@ -460,9 +460,9 @@ func TestExplain(t *testing.T) {
 	in.TargetPods = append(in.TargetPods, analysis.Object{Name: "stray", Labels: map[string]string{"app.kubernetes.io/name": "local-ai", "x": "y"}})
 	got := analysis.Explain(in)
 	want := []analysis.Path{
-		{Policy: "local-ai-default-deny", Pods: 2, Sources: "none (deny)", Ports: "-", Declared: true},
-		{Policy: "local-ai-allow-nginx", Pods: 2, Sources: "pods app.kubernetes.io/name=ingress-nginx in namespaces kubernetes.io/metadata.name=nginx", Ports: "TCP 8080", Declared: true},
-		{Policy: "allow-all-ingress", Pods: 2, Sources: "all pods in all namespaces", Ports: "all ports", Declared: false},
+		{Direction: analysis.Ingress, Policy: "local-ai-default-deny", Pods: 2, Peers: "none (deny)", Ports: "-", Declared: true},
+		{Direction: analysis.Ingress, Policy: "local-ai-allow-nginx", Pods: 2, Peers: "pods app.kubernetes.io/name=ingress-nginx in namespaces kubernetes.io/metadata.name=nginx", Ports: "TCP 8080", Declared: true},
+		{Direction: analysis.Ingress, Policy: "allow-all-ingress", Pods: 2, Peers: "all pods in all namespaces", Ports: "all ports", Declared: false},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("paths = %+v", got)
@@ -490,8 +490,8 @@ func TestAnalyzeSaysOpenOrLatent(t *testing.T) {
     ingress: [{from: [{namespaceSelector: {matchLabels: {team: monitoring}}}, {namespaceSelector: {matchLabels: {tier: edge}}}], ports: [{port: 9090}]}]
 `))
 	want := []analysis.Exposure{
-		{Policy: "future", Widens: true, Latent: true, Summary: "future: all pods in namespaces team=monitoring, TCP 9090" + latent},
-		{Policy: "now", Widens: true, Summary: "now: all pods in namespaces team=monitoring or all pods in namespaces tier=edge, TCP 9090"},
+		{Policy: "future", Direction: analysis.Ingress, Widens: true, Latent: true, Summary: "future: all pods in namespaces team=monitoring, TCP 9090" + latent},
+		{Policy: "now", Direction: analysis.Ingress, Widens: true, Summary: "now: all pods in namespaces team=monitoring or all pods in namespaces tier=edge, TCP 9090"},
 	}
 	if len(report.Exposures) != len(want) {
 		t.Fatalf("exposures = %+v", report.Exposures)

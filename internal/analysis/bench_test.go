@@ -22,7 +22,10 @@ import (
 const maxRules, maxPeers, maxPorts = 32, 32, 32
 
 // maxIsolation is a WorkloadIsolation at the CRD's maximum sizes whose every
-// source is "pods labelled app=<app>-<rule>-<peer> in all namespaces".
+// source is "pods labelled app=<app>-<rule>-<peer> in all namespaces", and
+// whose egress rules are as many and as large: half of each rule's
+// destinations are pods labelled app=<app>-e<rule>-<peer> in all
+// namespaces, half are ipBlocks with an exception.
 func maxIsolation(name, app string, firstPort int32) *isolationv1alpha1.WorkloadIsolation {
 	wi := &isolationv1alpha1.WorkloadIsolation{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "local-ai", UID: types.UID(name)},
@@ -42,6 +45,21 @@ func maxIsolation(name, app string, firstPort int32) *isolationv1alpha1.Workload
 			rule.Ports = append(rule.Ports, isolationv1alpha1.Port{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(firstPort + int32(p)))})
 		}
 		wi.Spec.Ingress = append(wi.Spec.Ingress, rule)
+
+		egress := isolationv1alpha1.EgressRule{Name: fmt.Sprintf("rule-%d", r), Ports: rule.Ports}
+		for p := range maxPeers {
+			if p%2 == 0 {
+				egress.To = append(egress.To, isolationv1alpha1.EgressPeer{
+					NamespaceSelector: &isolationv1alpha1.LabelSelector{},
+					PodSelector:       &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("%s-e%d-%d", app, r, p)}},
+				})
+				continue
+			}
+			egress.To = append(egress.To, isolationv1alpha1.EgressPeer{IPBlock: &isolationv1alpha1.IPBlock{
+				CIDR: fmt.Sprintf("10.%d.%d.0/24", r, p), Except: []string{fmt.Sprintf("10.%d.%d.128/25", r, p)},
+			}})
+		}
+		wi.Spec.Egress = append(wi.Spec.Egress, egress)
 	}
 	return wi
 }
@@ -49,8 +67,9 @@ func maxIsolation(name, app string, firstPort int32) *isolationv1alpha1.Workload
 // maxSizeInput is the analysis of one WorkloadIsolation at the CRD's maximum
 // sizes, in a cluster of 100 namespaces, whose namespace also holds the
 // generated policies of three other maximum-size WorkloadIsolations on the
-// same pods (one a narrower copy, two that admit other sources) and 100
-// small policies written by others.
+// same pods (one a narrower copy, two that admit other sources and
+// destinations) and 100 small policies written by others. Every
+// WorkloadIsolation isolates egress too, so both directions are analysed.
 func maxSizeInput(b *testing.B) analysis.Input {
 	b.Helper()
 	presets, err := preset.Parse(preset.BuiltinYAML())
@@ -76,6 +95,13 @@ func maxSizeInput(b *testing.B) analysis.Input {
 	for r := range narrower.Spec.Ingress {
 		for p := range narrower.Spec.Ingress[r].From {
 			narrower.Spec.Ingress[r].From[p].PodSelector.MatchLabels["tier"] = "web"
+		}
+		for p, to := range narrower.Spec.Egress[r].To {
+			if to.PodSelector != nil {
+				to.PodSelector.MatchLabels["tier"] = "web"
+				continue
+			}
+			narrower.Spec.Egress[r].To[p].IPBlock = &isolationv1alpha1.IPBlock{CIDR: fmt.Sprintf("10.%d.%d.0/26", r, p)}
 		}
 	}
 	all = append(all, build(narrower)...)
@@ -119,6 +145,9 @@ func BenchmarkAnalyzeMaxSize(b *testing.B) {
 	for _, np := range in.Policies {
 		for _, r := range np.Spec.Ingress {
 			peers += len(r.From)
+		}
+		for _, r := range np.Spec.Egress {
+			peers += len(r.To)
 		}
 	}
 	var report analysis.Report

@@ -60,20 +60,34 @@ func portRange(p networkingv1.NetworkPolicyPort) (int32, int32) {
 	return lo, lo
 }
 
-// describeRule says in words what a rule admits.
-func describeRule(r networkingv1.NetworkPolicyIngressRule, policyNamespace string) string {
-	sources := "all sources"
-	if len(r.From) > 0 {
-		var parts []string
-		for _, p := range r.From {
-			parts = append(parts, describePeer(p, policyNamespace))
-		}
-		sources = strings.Join(parts, " or ")
+// describeRule says in words what a rule in direction dir admits: "all
+// sources, all ports" for ingress, "egress to all destinations, all ports"
+// for egress.
+func describeRule(dir Direction, r rule, policyNamespace string) string {
+	text := describePeers(dir, r.peers, policyNamespace) + ", " + describePorts(r.ports)
+	if dir == Egress {
+		return "egress to " + text
 	}
-	return sources + ", " + describePorts(r.Ports)
+	return text
 }
 
-// describePeer says in words which sources a peer selects.
+// describePeers says in words which sources (ingress) or destinations
+// (egress) some peers select.
+func describePeers(dir Direction, peers []networkingv1.NetworkPolicyPeer, policyNamespace string) string {
+	if len(peers) == 0 {
+		if dir == Egress {
+			return "all destinations"
+		}
+		return "all sources"
+	}
+	parts := make([]string, 0, len(peers))
+	for _, p := range peers {
+		parts = append(parts, describePeer(p, policyNamespace))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// describePeer says in words which sources or destinations a peer selects.
 func describePeer(p networkingv1.NetworkPolicyPeer, policyNamespace string) string {
 	if p.IPBlock != nil {
 		s := "IP block " + p.IPBlock.CIDR

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math/bits"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -27,10 +28,15 @@ type analyzer struct {
 	budget int
 	steps  int
 
-	declared []*declaredRule
-	// exact holds the declared rules, keyed by namespace and content: a
-	// rule equal to a declared one is covered without further proof.
+	// declared holds the declared rules of each direction.
+	declared map[Direction][]*declaredRule
+	// exact holds the declared rules, keyed by direction, namespace and
+	// content: a rule equal to a declared one is covered without further
+	// proof.
 	exact map[string]bool
+	// egressDeclared is true when a declared policy isolates egress: only
+	// then is egress analysed.
+	egressDeclared bool
 
 	selectors map[string]*selector
 	// compiled remembers the compiled form of each selector object seen.
@@ -44,10 +50,15 @@ type analyzer struct {
 }
 
 type declaredRule struct {
-	ports    portSet
-	every    bool // no from entries: every source
-	peers    []declaredPeer
-	ipBlocks []networkingv1.IPBlock
+	ports portSet
+	every bool // no peers: every source or destination
+	peers []declaredPeer
+	// ipBlocks holds the rule's ipBlocks by their masked CIDR, and ipBits
+	// the distinct prefix lengths among them, ascending: the blocks that
+	// may contain a prefix are found by masking it to each length, not by
+	// comparing it with every block.
+	ipBlocks map[netip.Prefix][]networkingv1.IPBlock
+	ipBits   []int
 	// byPivot indexes the peers by one In requirement of their pod
 	// selector (key, then each value): a pod selector is inside theirs
 	// only if it allows no other value for that key. unindexed are the
@@ -114,7 +125,7 @@ type verdict struct {
 }
 
 func newAnalyzer(in Input) *analyzer {
-	a := &analyzer{in: in, budget: in.Budget, exact: map[string]bool{},
+	a := &analyzer{in: in, budget: in.Budget, exact: map[string]bool{}, declared: map[Direction][]*declaredRule{},
 		selectors: map[string]*selector{}, compiled: map[compiledKey]*selector{}}
 	if a.budget <= 0 {
 		a.budget = DefaultBudget
@@ -131,28 +142,48 @@ func newAnalyzer(in Input) *analyzer {
 		a.podsSelected[i] = -1
 	}
 	for i := range in.Declared {
-		p := &in.Declared[i]
-		if !isolatesIngress(p) {
-			continue // admits nothing on every CNI: not part of the intent
+		if isolatesEgress(&in.Declared[i]) {
+			a.egressDeclared = true
 		}
-		for _, r := range p.Spec.Ingress {
-			a.spend(1 + len(r.Ports) + len(r.From))
-			a.exact[a.ruleKey(p.Namespace, r)] = true
-			d := &declaredRule{ports: newPortSet(r.Ports), every: len(r.From) == 0}
-			for _, peer := range r.From {
-				if peer.IPBlock != nil {
-					d.ipBlocks = append(d.ipBlocks, *peer.IPBlock)
-					continue
-				}
-				d.peers = append(d.peers, declaredPeer{
-					ns: a.namespaceSelector(peer.NamespaceSelector, p.Namespace), pods: a.podSelector(peer.PodSelector),
-				})
+	}
+	for i := range in.Declared {
+		p := &in.Declared[i]
+		for _, dir := range []Direction{Ingress, Egress} {
+			if !isolates(p, dir) {
+				continue // admits nothing on every CNI: not part of the intent
 			}
-			d.index()
-			a.declared = append(a.declared, d)
+			for _, r := range rulesOf(p, dir) {
+				a.addDeclared(dir, r, p.Namespace)
+			}
 		}
 	}
 	return a
+}
+
+// addDeclared records one declared rule of a policy in namespace ns.
+func (a *analyzer) addDeclared(dir Direction, r rule, ns string) {
+	a.spend(1 + len(r.ports) + len(r.peers))
+	a.exact[a.ruleKey(dir, ns, r)] = true
+	d := &declaredRule{ports: newPortSet(r.ports), every: len(r.peers) == 0, ipBlocks: map[netip.Prefix][]networkingv1.IPBlock{}}
+	for _, peer := range r.peers {
+		if peer.IPBlock != nil {
+			// A CIDR that cannot be parsed covers nothing.
+			if prefix, err := netip.ParsePrefix(peer.IPBlock.CIDR); err == nil {
+				prefix = prefix.Masked()
+				d.ipBlocks[prefix] = append(d.ipBlocks[prefix], *peer.IPBlock)
+				if !slices.Contains(d.ipBits, prefix.Bits()) {
+					d.ipBits = append(d.ipBits, prefix.Bits())
+				}
+			}
+			continue
+		}
+		d.peers = append(d.peers, declaredPeer{
+			ns: a.namespaceSelector(peer.NamespaceSelector, ns), pods: a.podSelector(peer.PodSelector),
+		})
+	}
+	slices.Sort(d.ipBits)
+	d.index()
+	a.declared[dir] = append(a.declared[dir], d)
 }
 
 // spend charges evaluation steps against the budget.
@@ -160,19 +191,21 @@ func (a *analyzer) spend(n int) { a.steps += n }
 
 func (a *analyzer) exhausted() bool { return a.steps > a.budget }
 
-// ruleKey is a canonical form of a rule of a policy in namespace ns: two
-// rules with the same key admit the same sources on the same ports.
-func (a *analyzer) ruleKey(ns string, r networkingv1.NetworkPolicyIngressRule) string {
+// ruleKey is a canonical form of a rule in direction dir of a policy in
+// namespace ns: two rules with the same key admit the same peers on the
+// same ports.
+func (a *analyzer) ruleKey(dir Direction, ns string, r rule) string {
 	var b strings.Builder
-	for _, p := range r.Ports {
+	b.WriteString(string(dir) + "|")
+	for _, p := range r.ports {
 		fmt.Fprintf(&b, "%s/%s", protocol(p), p.Port.String())
 		if p.EndPort != nil {
 			fmt.Fprintf(&b, "-%d", *p.EndPort)
 		}
 		b.WriteByte(',')
 	}
-	b.WriteString("|from")
-	for _, peer := range r.From {
+	b.WriteString("|peers")
+	for _, peer := range r.peers {
 		b.WriteByte('\x04')
 		if peer.IPBlock != nil {
 			b.WriteString(peer.IPBlock.CIDR + " except " + strings.Join(peer.IPBlock.Except, ","))
@@ -183,27 +216,27 @@ func (a *analyzer) ruleKey(ns string, r networkingv1.NetworkPolicyIngressRule) s
 	return b.String()
 }
 
-// ruleVerdict compares one ingress rule of a policy in namespace ns with
-// the declared rules.
-func (a *analyzer) ruleVerdict(r networkingv1.NetworkPolicyIngressRule, ns string) verdict {
+// ruleVerdict compares one rule in direction dir of a policy in namespace
+// ns with the declared rules of that direction.
+func (a *analyzer) ruleVerdict(dir Direction, r rule, ns string) verdict {
 	a.spend(1)
-	if a.exact[a.ruleKey(ns, r)] {
+	if a.exact[a.ruleKey(dir, ns, r)] {
 		return verdict{covered: true}
 	}
 	var rules []*declaredRule
-	for _, d := range a.declared {
-		a.spend(1 + len(r.Ports))
-		if d.ports.covers(r.Ports) {
+	for _, d := range a.declared[dir] {
+		a.spend(1 + len(r.ports))
+		if d.ports.covers(r.ports) {
 			rules = append(rules, d)
 		}
 	}
-	if len(r.From) == 0 {
-		// Every source: only a declared rule that also admits every source
-		// covers it; declared rules always name their sources.
+	if len(r.peers) == 0 {
+		// Every peer: only a declared rule that also admits every peer
+		// covers it; declared rules always name their peers.
 		return verdict{covered: slices.ContainsFunc(rules, func(d *declaredRule) bool { return d.every })}
 	}
 	out := verdict{covered: true, latent: true}
-	for _, peer := range r.From {
+	for _, peer := range r.peers {
 		if a.exhausted() {
 			return verdict{}
 		}
@@ -223,15 +256,32 @@ func (a *analyzer) ruleVerdict(r networkingv1.NetworkPolicyIngressRule, ns strin
 	return out
 }
 
-// peerVerdict compares one source of a rule with the sources of the
-// declared rules whose ports cover the rule's.
+// peerVerdict compares one peer (source or destination) of a rule with the
+// peers of the declared rules whose ports cover the rule's.
 func (a *analyzer) peerVerdict(peer networkingv1.NetworkPolicyPeer, ns string, rules []*declaredRule) verdict {
 	if peer.IPBlock != nil {
+		inner, err := netip.ParsePrefix(peer.IPBlock.CIDR)
+		if err != nil {
+			return verdict{}
+		}
+		inner = inner.Masked()
 		for _, d := range rules {
-			for _, b := range d.ipBlocks {
-				a.spend(1 + len(b.Except))
-				if ipBlockInside(*peer.IPBlock, b) {
-					return verdict{covered: true}
+			// A declared block contains inner only if its CIDR is inner
+			// masked to the block's length.
+			for _, bits := range d.ipBits {
+				a.spend(1)
+				if bits > inner.Bits() {
+					break
+				}
+				outer, err := inner.Addr().Prefix(bits)
+				if err != nil {
+					continue
+				}
+				for _, b := range d.ipBlocks[outer] {
+					a.spend(1 + len(b.Except)*(1+len(peer.IPBlock.Except)))
+					if ipBlockInside(*peer.IPBlock, b) {
+						return verdict{covered: true}
+					}
 				}
 			}
 		}
@@ -285,13 +335,13 @@ func (a *analyzer) targetPodsSelected(i int) int {
 	return n
 }
 
-// unselected counts the target pods no policy isolates for ingress. A
-// selector that cannot be parsed isolates nothing.
-func (a *analyzer) unselected() int {
+// unselected counts the target pods no policy isolates in dir. A selector
+// that cannot be parsed isolates nothing.
+func (a *analyzer) unselected(dir Direction) int {
 	isolated := make(bitset, words(len(a.in.TargetPods)))
 	for i := range a.in.Policies {
 		p := &a.in.Policies[i]
-		if !isolatesIngress(p) {
+		if !isolates(p, dir) {
 			continue
 		}
 		s := a.podSelector(&p.Spec.PodSelector)

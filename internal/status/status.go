@@ -141,17 +141,18 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	for _, e := range o.Isolation.Exposures {
 		if len(st.Exposure) < MaxExposures {
 			st.Exposure = append(st.Exposure, isolationv1alpha1.Exposure{
-				Policy: truncate(e.Policy, 253), WorkloadIsolation: truncate(e.WorkloadIsolation, 253), Summary: truncate(e.Summary, MaxSummary),
+				Policy: truncate(e.Policy, 253), WorkloadIsolation: truncate(e.WorkloadIsolation, 253),
+				Direction: string(e.Direction), Summary: truncate(e.Summary, MaxSummary),
 			})
 		}
 		switch {
 		case e.Policy == analysis.Incomplete:
+		case e.Widens && e.Policy == analysis.Unselected && e.Direction == analysis.Egress:
+			widening = append(widening, "no egress policy at all for some target pods")
 		case e.Widens && e.Policy == analysis.Unselected:
 			widening = append(widening, "no policy at all for some target pods")
-		case e.Widens && e.Latent:
-			widening = append(widening, e.Policy+" (latent)")
 		case e.Widens:
-			widening = append(widening, e.Policy)
+			widening = append(widening, e.Policy+wideningNote(e))
 		case !slices.Contains(shared, e.WorkloadIsolation):
 			shared = append(shared, e.WorkloadIsolation)
 		}
@@ -173,8 +174,26 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources
 		c.Message = "The NetworkPolicies of the namespace admit only the declared sources to the target pods"
+		if o.EgressDeclared {
+			c.Message += " and let them reach only the declared destinations"
+		}
 	}
 	setCondition(st, c)
+}
+
+// wideningNote qualifies a widening policy in the Isolated message:
+// "(egress)" when it lets the target reach more, "(latent)" when it admits
+// nothing that exists yet, both when both hold.
+func wideningNote(e analysis.Exposure) string {
+	switch {
+	case e.Direction == analysis.Egress && e.Latent:
+		return " (egress, latent)"
+	case e.Direction == analysis.Egress:
+		return " (egress)"
+	case e.Latent:
+		return " (latent)"
+	}
+	return ""
 }
 
 // notIsolated reports whether policies were written but others widen them.
