@@ -93,7 +93,7 @@ func run(m *testing.M) int {
 		_ = cfg.Down(logf)
 		return 1
 	}
-	logf("cluster up: components started in %s, node Ready in %s", t.ComponentsStarted.Round(100*time.Millisecond), t.NodeReady.Round(100*time.Millisecond))
+	logf("cluster up: components started in %s, node Ready in %s, kube-router Ready in %s", t.ComponentsStarted.Round(100*time.Millisecond), t.NodeReady.Round(100*time.Millisecond), t.DataplaneReady.Round(100*time.Millisecond))
 	env, err = newClusterEnv(cfg)
 	code := 1
 	if err != nil {

@@ -112,7 +112,7 @@ func up(cfg cluster.Config, root, imageDir string) error {
 	if err != nil {
 		return fmt.Errorf("%w\n(the logs are in %s; `realnode down` removes what was made)", err, cfg.LogDir())
 	}
-	logf("components started in %s, node Ready in %s", t.ComponentsStarted.Round(100*time.Millisecond), t.NodeReady.Round(100*time.Millisecond))
+	logf("components started in %s, node Ready in %s, kube-router Ready in %s", t.ComponentsStarted.Round(100*time.Millisecond), t.NodeReady.Round(100*time.Millisecond), t.DataplaneReady.Round(100*time.Millisecond))
 	fmt.Printf("export KUBECONFIG=%s\n", cfg.Kubeconfig())
 	return nil
 }
