@@ -26,7 +26,9 @@ const (
 	// NetworkPolicy: True; False with reason CNIDoesNotEnforce or
 	// PolicyEnforcementDisabled (then Ready is False too in Enforce mode: the
 	// policies exist but isolate nothing); Unknown with reason CNIUnknown
-	// (Ready is not affected; declare the CNI in the operator configuration).
+	// (Ready is not affected; declare the CNI in the operator configuration)
+	// or AgentsNotReady (the enforcing agent's pods are not all ready; Ready
+	// is False too in Enforce mode).
 	ConditionEnforced = "Enforced"
 
 	// ConditionSourcesFound says whether every declared source and port can
@@ -108,4 +110,9 @@ const (
 	ReasonAnalysisIncomplete = "AnalysisIncomplete"
 	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
 	ReasonCNIUnknown = "CNIUnknown"
+	// ReasonAgentsNotReady: the CNI component that enforces NetworkPolicy
+	// is installed, but its DaemonSet has no scheduled agent pod, not all of
+	// them are ready, or its status does not cover its current spec yet.
+	// Enforced is Unknown, and Ready is False in Enforce mode.
+	ReasonAgentsNotReady = "AgentsNotReady"
 )

@@ -39,6 +39,11 @@ const (
 	ReasonAuditMode = isolationv1alpha1.ReasonPolicyAuditMode
 	// ReasonUnknown: no known CNI was found, or its version or state cannot tell.
 	ReasonUnknown = isolationv1alpha1.ReasonCNIUnknown
+	// ReasonAgentsNotReady: the component that would enforce NetworkPolicy
+	// runs on no node, or not on every node it is scheduled to: its
+	// DaemonSet has no scheduled agent pod, not all of them are ready, or
+	// its status is older than its spec.
+	ReasonAgentsNotReady = isolationv1alpha1.ReasonAgentsNotReady
 )
 
 // Source says where a Result comes from.
@@ -63,6 +68,15 @@ type DaemonSet struct {
 	Name       string
 	Labels     map[string]string
 	Containers []Container
+	// Generation is metadata.generation. ObservedGeneration,
+	// DesiredNumberScheduled and NumberReady are the DaemonSet controller's
+	// status: a component counts as enforcing only while at least one agent
+	// pod is scheduled, every scheduled one is ready, and the status is of
+	// the current generation.
+	Generation             int64
+	ObservedGeneration     int64
+	DesiredNumberScheduled int32
+	NumberReady            int32
 }
 
 // ConfigMap is a ConfigMap's identity and data.
@@ -129,11 +143,17 @@ type component struct {
 	// enforcement (even when it is switched off); false for network
 	// providers that never enforce.
 	enforcer bool
+	// notReady, for a component found by its DaemonSet, says why its agent
+	// pods are not all ready; empty when they are.
+	notReady string
 }
 
 // Classify reasons about facts and returns the cluster's CNI and whether it
 // enforces NetworkPolicy:
-//   - True when any recognised component enforces;
+//   - True when any recognised component enforces, and every agent pod its
+//     DaemonSet schedules is ready (a component whose agents are not is
+//     Unknown, reason AgentsNotReady: it enforces nothing where it does not
+//     run);
 //   - otherwise False when a recognised component is known not to enforce (a
 //     provider that never enforces, or an enforcer whose enforcement is
 //     disabled or in audit mode), even if others cannot say: what runs does
@@ -141,7 +161,8 @@ type component struct {
 //     Flannel plus Calico's CRDs left without a calico-node agent);
 //   - Unknown when nothing was recognised, or only components that cannot
 //     say (an unrecognised version, an installation not yet rolled out, an
-//     engine's CRDs without its agent).
+//     engine's CRDs without its agent, an enforcer whose agents are not
+//     ready); an enforcer whose agents are not ready gives the reason then.
 func Classify(f Facts) Result {
 	comps := components(f)
 	if len(comps) == 0 {
@@ -171,7 +192,7 @@ func Classify(f Facts) Result {
 	case pick(EnforcementFalse) != nil:
 		chosen, r.Enforces = disabledFirst(comps), EnforcementFalse
 	default:
-		chosen, r.Enforces = pick(EnforcementUnknown), EnforcementUnknown
+		chosen, r.Enforces = notReadyFirst(comps), EnforcementUnknown
 	}
 	r.Version, r.Reason, r.Message = chosen.version, chosen.reason, chosen.message
 	if r.Version == "" {
@@ -190,6 +211,25 @@ func disabledFirst(comps []component) *component {
 			continue
 		}
 		if comps[i].enforcer {
+			return &comps[i]
+		}
+		if first == nil {
+			first = &comps[i]
+		}
+	}
+	return first
+}
+
+// notReadyFirst returns a component that cannot say whether it enforces,
+// preferring an enforcer whose agents are not ready: it is installed to
+// enforce and does not run, which is what to fix.
+func notReadyFirst(comps []component) *component {
+	var first *component
+	for i := range comps {
+		if comps[i].enforces != EnforcementUnknown {
+			continue
+		}
+		if comps[i].reason == ReasonAgentsNotReady {
 			return &comps[i]
 		}
 		if first == nil {

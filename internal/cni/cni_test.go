@@ -10,8 +10,17 @@ import (
 // The DaemonSets below follow the names, namespaces, container names, images
 // and arguments of each project's own manifests or Helm charts.
 
+// ds is a DaemonSet whose three agent pods are all ready for its current
+// generation, as the DaemonSet controller reports it.
 func ds(ns, name string, containers ...cni.Container) cni.DaemonSet {
-	return cni.DaemonSet{Namespace: ns, Name: name, Containers: containers}
+	return cni.DaemonSet{Namespace: ns, Name: name, Containers: containers,
+		Generation: 1, ObservedGeneration: 1, DesiredNumberScheduled: 3, NumberReady: 3}
+}
+
+// agents returns d with the given status.
+func agents(d cni.DaemonSet, generation, observed int64, desired, ready int32) cni.DaemonSet {
+	d.Generation, d.ObservedGeneration, d.DesiredNumberScheduled, d.NumberReady = generation, observed, desired, ready
+	return d
 }
 
 func ctr(name, image string, args ...string) cni.Container {
@@ -106,7 +115,7 @@ func TestClassify(t *testing.T) {
 		name:     "Cilium, enable-policy default",
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{kubeProxy, ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfig("default")}, APIGroups: []string{"cilium.io"}},
 		wantName: "cilium", version: "v1.16.3", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing, l7: true,
-		evidence: []string{"DaemonSet kube-system/cilium, image quay.io/cilium/cilium:v1.16.3", "ConfigMap kube-system/cilium-config enable-policy=default"},
+		evidence: []string{"DaemonSet kube-system/cilium, image quay.io/cilium/cilium:v1.16.3", "3 of 3 agent pods ready", "ConfigMap kube-system/cilium-config enable-policy=default"},
 	}, {
 		name:     "Cilium, enable-policy always",
 		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}, ConfigMaps: []cni.ConfigMap{ciliumConfig("always")}},
@@ -314,6 +323,99 @@ func TestClassify(t *testing.T) {
 			}
 			if got.Message == "" || got.Source != cni.SourceDetected {
 				t.Errorf("want a message and source Detected, got %q / %q", got.Message, got.Source)
+			}
+			for _, e := range tt.evidence {
+				if !strings.Contains(got.EvidenceString(), e) {
+					t.Errorf("evidence %q does not mention %q", got.EvidenceString(), e)
+				}
+			}
+		})
+	}
+}
+
+// TestClassifyAgentReadiness checks that a component counts as enforcing
+// only while its DaemonSet has at least one scheduled agent pod, every
+// scheduled one is ready, and the status is of the current spec.
+func TestClassifyAgentReadiness(t *testing.T) {
+	kubeRouter := kubeRouterDS("--run-router=true")
+	tests := []struct {
+		name     string
+		facts    cni.Facts
+		wantName string
+		enforces cni.Enforcement
+		reason   string
+		message  string   // exact, when set
+		evidence []string // substrings of the evidence
+	}{{
+		name:     "kube-router with every agent ready enforces",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(kubeRouter, 2, 2, 2, 2)}},
+		wantName: "kube-router", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing,
+		evidence: []string{"DaemonSet kube-system/kube-router, image docker.io/cloudnativelabs/kube-router:v2.2.1, 2 of 2 agent pods ready"},
+	}, {
+		name:     "kube-router scheduled on no node",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(kubeRouter, 1, 1, 0, 0)}},
+		wantName: "kube-router", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+		message:  "kube-router enforces NetworkPolicy only where its agent runs: 0 of 0 agent pods are ready (DaemonSet kube-system/kube-router)",
+		evidence: []string{"0 of 0 agent pods ready"},
+	}, {
+		name:     "kube-router crash-looping on every node",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(kubeRouter, 1, 1, 3, 0)}},
+		wantName: "kube-router", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+		message: "kube-router enforces NetworkPolicy only where its agent runs: 0 of 3 agent pods are ready (DaemonSet kube-system/kube-router)",
+	}, {
+		name:     "Calico with 1 of 2 agents ready",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(calicoDS, 1, 1, 2, 1)}},
+		wantName: "calico", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+		message:  "calico enforces NetworkPolicy only where its agent runs: 1 of 2 agent pods are ready (DaemonSet kube-system/calico-node)",
+		evidence: []string{"DaemonSet kube-system/calico-node, image docker.io/calico/node:v3.27.3, 1 of 2 agent pods ready"},
+	}, {
+		name:     "Cilium whose status lags its spec",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(ciliumDS, 4, 3, 2, 2)}, ConfigMaps: []cni.ConfigMap{ciliumConfig("default")}},
+		wantName: "cilium", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+		message:  "cilium enforces NetworkPolicy only where its agent runs: its DaemonSet's status is of generation 3 and its spec of generation 4, so how many agent pods run the current spec is not known yet (DaemonSet kube-system/cilium)",
+		evidence: []string{"2 of 2 agent pods ready (status of generation 3, spec of generation 4)"},
+	}, {
+		name:     "a DaemonSet with no status yet",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{{Namespace: "kube-system", Name: "canal", Containers: canalDS.Containers, Generation: 1}}},
+		wantName: "canal", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+	}, {
+		name:     "Cilium with enable-policy never stays False whatever its agents",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(ciliumDS, 1, 1, 0, 0)}, ConfigMaps: []cni.ConfigMap{ciliumConfig("never")}},
+		wantName: "cilium", enforces: cni.EnforcementFalse, reason: cni.ReasonEnforcementDisabled,
+	}, {
+		name:     "KKP Cilium in audit mode stays False whatever its agents",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(ciliumDS, 1, 1, 3, 1)}, Applications: []cni.Application{kkpCilium(map[string]any{"policyAuditMode": true})}},
+		wantName: "cilium", enforces: cni.EnforcementFalse, reason: cni.ReasonAuditMode,
+	}, {
+		name:     "kube-router with the firewall off stays False whatever its agents",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(kubeRouterDS("--run-firewall=false"), 1, 1, 0, 0)}},
+		wantName: "kube-router", enforces: cni.EnforcementFalse, reason: cni.ReasonEnforcementDisabled,
+	}, {
+		name:     "a ready enforcer wins over one whose agents are not ready",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{agents(kubeRouter, 1, 1, 3, 0), calicoOperatorDS}},
+		wantName: "kube-router+calico", enforces: cni.EnforcementTrue, reason: cni.ReasonEnforcing,
+	}, {
+		name:     "Flannel plus a policy agent whose pods are not ready does not enforce",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{flannelDS, agents(kubeNetworkPoliciesDS, 1, 1, 3, 2)}},
+		wantName: "flannel+kube-network-policies", enforces: cni.EnforcementFalse, reason: cni.ReasonDoesNotEnforce,
+		evidence: []string{"kube-system/kube-network-policies, image registry.k8s.io/networking/kube-network-policies:v0.7.0, 2 of 3 agent pods ready"},
+	}, {
+		name:     "a not-ready enforcer next to an unknown-version kindnet is Unknown",
+		facts:    cni.Facts{DaemonSets: []cni.DaemonSet{kindnetDS("registry.example/kindnetd:latest"), agents(kubeNetworkPoliciesDS, 1, 1, 1, 0)}},
+		wantName: "kindnet+kube-network-policies", enforces: cni.EnforcementUnknown, reason: cni.ReasonAgentsNotReady,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := cni.Classify(tt.facts)
+			if got.Name != tt.wantName || got.Enforces != tt.enforces || got.Reason != tt.reason {
+				t.Errorf("Classify = {name %q enforces %s reason %s}, want {name %q enforces %s reason %s}\nmessage: %s",
+					got.Name, got.Enforces, got.Reason, tt.wantName, tt.enforces, tt.reason, got.Message)
+			}
+			if tt.enforces != cni.EnforcementTrue && got.L7 {
+				t.Errorf("L7 = true on a CNI that does not enforce")
+			}
+			if tt.message != "" && got.Message != tt.message {
+				t.Errorf("message = %q, want %q", got.Message, tt.message)
 			}
 			for _, e := range tt.evidence {
 				if !strings.Contains(got.EvidenceString(), e) {

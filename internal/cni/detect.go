@@ -41,11 +41,43 @@ func components(f Facts) []component {
 	var out []component
 	for _, ds := range f.DaemonSets {
 		if c, ok := daemonSetComponent(ds, configMaps); ok {
+			c.notReady = agentsNotReady(ds)
 			out = append(out, c)
 		}
 	}
 	out = withApplications(out, f.Applications)
+	for i := range out {
+		requireReadyAgents(&out[i])
+	}
 	return withAPIGroups(out, f.APIGroups)
+}
+
+// agentsNotReady says why a DaemonSet's agent pods are not all ready, or
+// returns "" when at least one is scheduled, every scheduled one is ready,
+// and the status is of the current generation.
+func agentsNotReady(ds DaemonSet) string {
+	var why string
+	switch {
+	case ds.ObservedGeneration < ds.Generation:
+		why = fmt.Sprintf("its DaemonSet's status is of generation %d and its spec of generation %d, so how many agent pods run the current spec is not known yet",
+			ds.ObservedGeneration, ds.Generation)
+	case ds.DesiredNumberScheduled <= 0 || ds.NumberReady != ds.DesiredNumberScheduled:
+		why = fmt.Sprintf("%d of %d agent pods are ready", ds.NumberReady, ds.DesiredNumberScheduled)
+	default:
+		return ""
+	}
+	return fmt.Sprintf("%s (DaemonSet %s/%s)", why, ds.Namespace, ds.Name)
+}
+
+// requireReadyAgents turns an enforcing component whose agents are not all
+// ready into Unknown: it enforces nothing where its agent does not run. A
+// component that does not enforce stays as it is.
+func requireReadyAgents(c *component) {
+	if c.enforces != EnforcementTrue || c.notReady == "" {
+		return
+	}
+	c.enforces, c.reason, c.l7 = EnforcementUnknown, ReasonAgentsNotReady, false
+	c.message = fmt.Sprintf("%s enforces NetworkPolicy only where its agent runs: %s", c.name, c.notReady)
 }
 
 func daemonSetComponent(ds DaemonSet, configMaps map[string]ConfigMap) (component, bool) {
@@ -306,7 +338,11 @@ func imageContains(ds DaemonSet, s string) *Container {
 }
 
 func evidence(ds DaemonSet, c *Container) string {
-	return fmt.Sprintf("DaemonSet %s/%s, image %s", ds.Namespace, ds.Name, c.Image)
+	line := fmt.Sprintf("DaemonSet %s/%s, image %s, %d of %d agent pods ready", ds.Namespace, ds.Name, c.Image, ds.NumberReady, ds.DesiredNumberScheduled)
+	if ds.ObservedGeneration < ds.Generation {
+		line += fmt.Sprintf(" (status of generation %d, spec of generation %d)", ds.ObservedGeneration, ds.Generation)
+	}
+	return line
 }
 
 // imageTag returns the tag of an image reference, without any digest.

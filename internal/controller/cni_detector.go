@@ -38,7 +38,9 @@ var applicationInstallationGVK = schema.GroupVersionKind{Group: "apps.kubermatic
 
 // CNIDetector keeps the cluster's CNI classification current. It watches,
 // through a cache of its own, only DaemonSets and ConfigMaps of the system
-// namespaces (stripped to what the classifier reads) and the metadata of
+// namespaces (stripped to what the classifier reads, including a
+// DaemonSet's counts of scheduled and ready agent pods: every change of
+// them, spec or status, classifies again) and the metadata of
 // CRDs; KKP ApplicationInstallations are read directly when their API
 // exists. When the classification changes, every WorkloadIsolation is
 // reconciled again.
@@ -93,7 +95,7 @@ func (d *CNIDetector) SetupWithManager(mgr ctrl.Manager) error {
 		DefaultNamespaces: byNamespace,
 		DefaultTransform:  cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&appsv1.DaemonSet{}: {Transform: keepContainersOnly},
+			&appsv1.DaemonSet{}: {Transform: keepClassifiedFields},
 			&corev1.ConfigMap{}: {Transform: keepCNIConfigOnly},
 		},
 	})
@@ -223,7 +225,9 @@ func (d *CNIDetector) applications(ctx context.Context) ([]cni.Application, erro
 }
 
 func daemonSetFacts(ds appsv1.DaemonSet) cni.DaemonSet {
-	out := cni.DaemonSet{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Labels}
+	out := cni.DaemonSet{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Labels,
+		Generation: ds.Generation, ObservedGeneration: ds.Status.ObservedGeneration,
+		DesiredNumberScheduled: ds.Status.DesiredNumberScheduled, NumberReady: ds.Status.NumberReady}
 	spec := ds.Spec.Template.Spec
 	for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
 		env := map[string]string{}
@@ -235,9 +239,11 @@ func daemonSetFacts(ds appsv1.DaemonSet) cni.DaemonSet {
 	return out
 }
 
-// keepContainersOnly is a cache transform that keeps of a DaemonSet only its
-// identity and the name, image, command, args and plain env of its containers.
-func keepContainersOnly(in any) (any, error) {
+// keepClassifiedFields is a cache transform that keeps of a DaemonSet only
+// its identity and generation, the name, image, command, args and plain env
+// of its containers, and the status counts of scheduled and ready agent pods
+// with their observed generation.
+func keepClassifiedFields(in any) (any, error) {
 	ds, ok := in.(*appsv1.DaemonSet)
 	if !ok {
 		return in, nil
@@ -259,11 +265,17 @@ func keepContainersOnly(in any) (any, error) {
 		TypeMeta: ds.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
 			Name: ds.Name, Namespace: ds.Namespace, UID: ds.UID, ResourceVersion: ds.ResourceVersion, Labels: ds.Labels,
+			Generation: ds.Generation,
 		},
 		Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 			InitContainers: slim(ds.Spec.Template.Spec.InitContainers),
 			Containers:     slim(ds.Spec.Template.Spec.Containers),
 		}}},
+		Status: appsv1.DaemonSetStatus{
+			ObservedGeneration:     ds.Status.ObservedGeneration,
+			DesiredNumberScheduled: ds.Status.DesiredNumberScheduled,
+			NumberReady:            ds.Status.NumberReady,
+		},
 	}, nil
 }
 

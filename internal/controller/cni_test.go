@@ -44,6 +44,32 @@ func daemonSet(ns, name string, containers ...corev1.Container) *appsv1.DaemonSe
 	}
 }
 
+// createDaemonSet creates ds and writes, through the status subresource,
+// the status the DaemonSet controller (which envtest does not run) reports
+// once ready of desired agent pods are ready for the current generation.
+func createDaemonSet(ctx context.Context, ds *appsv1.DaemonSet, desired, ready int32) {
+	created := ds.DeepCopy()
+	Expect(k8sClient.Create(ctx, created)).To(Succeed())
+	setAgents(ctx, created, desired, ready)
+}
+
+// setAgents writes ds's status as the DaemonSet controller would after
+// observing its current generation.
+func setAgents(ctx context.Context, ds *appsv1.DaemonSet, desired, ready int32) {
+	current := &appsv1.DaemonSet{}
+	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ds), current)).To(Succeed())
+	current.Status = appsv1.DaemonSetStatus{
+		ObservedGeneration:     current.Generation,
+		DesiredNumberScheduled: desired,
+		CurrentNumberScheduled: desired,
+		UpdatedNumberScheduled: desired,
+		NumberReady:            ready,
+		NumberAvailable:        ready,
+		NumberUnavailable:      desired - ready,
+	}
+	Expect(k8sClient.Status().Update(ctx, current)).To(Succeed())
+}
+
 func ensureNamespace(ctx context.Context, name string) {
 	err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	if !apierrors.IsAlreadyExists(err) {
@@ -91,6 +117,8 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 		corev1.Container{Name: "kube-flannel", Image: "docker.io/flannel/flannel:v0.25.7", Args: []string{"--ip-masq", "--kube-subnet-mgr"}})
 	policyAgent := daemonSet("kube-system", "kube-network-policies",
 		corev1.Container{Name: "kube-network-policies", Image: "registry.k8s.io/networking/kube-network-policies:v0.7.0", Args: []string{"/bin/netpol", "--v=2"}})
+	kubeRouter := daemonSet("kube-system", "kube-router",
+		corev1.Container{Name: "kube-router", Image: "docker.io/cloudnativelabs/kube-router:v2.2.1", Args: []string{"--run-router=true", "--run-firewall=true"}})
 	cilium := daemonSet("kube-system", "cilium",
 		corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.16.3", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
 	ciliumConfig := &corev1.ConfigMap{
@@ -116,7 +144,7 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 	})
 
 	AfterAll(func() {
-		for _, obj := range []client.Object{flannel, policyAgent, cilium, ciliumConfig} {
+		for _, obj := range []client.Object{flannel, policyAgent, kubeRouter, cilium, ciliumConfig} {
 			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, obj))).To(Succeed())
 		}
 		eachIsolation(haveCNI("unknown/Unknown/Detected"))
@@ -130,8 +158,43 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 		))
 	})
 
+	It("does not report enforcement by a CNI whose agent pods are not ready, and Ready turns False", func() {
+		// kube-router whose node selector matches no node: the DaemonSet
+		// controller schedules no agent pod, so nothing enforces.
+		createDaemonSet(ctx, kubeRouter, 0, 0)
+		eachIsolation(And(
+			haveCNI("kube-router/Unknown/Detected"),
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionUnknown, isolationv1alpha1.ReasonAgentsNotReady),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonAgentsNotReady),
+		))
+		wi := getIsolation(ctx, isolations[0])()
+		enforced := meta.FindStatusCondition(wi.Status.Conditions, isolationv1alpha1.ConditionEnforced)
+		Expect(enforced.Message).To(Equal("kube-router enforces NetworkPolicy only where its agent runs: 0 of 0 agent pods are ready (DaemonSet kube-system/kube-router)"))
+		Expect(wi.Status.CNI.Evidence).To(ContainSubstring("DaemonSet kube-system/kube-router, image docker.io/cloudnativelabs/kube-router:v2.2.1, 0 of 0 agent pods ready"))
+
+		// Its agent is scheduled on two nodes and crash-loops on one.
+		setAgents(ctx, kubeRouter, 2, 1)
+		eachIsolation(And(
+			WithTransform(func(wi *isolationv1alpha1.WorkloadIsolation) string {
+				return meta.FindStatusCondition(wi.Status.Conditions, isolationv1alpha1.ConditionEnforced).Message
+			}, ContainSubstring("1 of 2 agent pods are ready")),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonAgentsNotReady),
+		))
+
+		// A status change alone classifies again: every agent is ready now.
+		setAgents(ctx, kubeRouter, 2, 2)
+		eachIsolation(And(
+			haveCNI("kube-router/True/Detected"),
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionTrue, isolationv1alpha1.ReasonCNIEnforces),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+		))
+
+		Expect(k8sClient.Delete(ctx, kubeRouter)).To(Succeed())
+		eachIsolation(haveCNI("unknown/Unknown/Detected"))
+	})
+
 	It("reports that Flannel alone does not enforce, and Ready turns False on every WorkloadIsolation", func() {
-		Expect(k8sClient.Create(ctx, flannel.DeepCopy())).To(Succeed())
+		createDaemonSet(ctx, flannel, 1, 1)
 		eachIsolation(And(
 			haveCNI("flannel/False/Detected"),
 			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonCNIDoesNotEnforce),
@@ -158,7 +221,7 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 	})
 
 	It("reasons about a policy agent added next to Flannel", func() {
-		Expect(k8sClient.Create(ctx, policyAgent.DeepCopy())).To(Succeed())
+		createDaemonSet(ctx, policyAgent, 1, 1)
 		eachIsolation(And(
 			haveCNI("flannel+kube-network-policies/True/Detected"),
 			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionTrue, isolationv1alpha1.ReasonCNIEnforces),
@@ -170,7 +233,7 @@ var _ = Describe("CNI enforcement status", Ordered, func() {
 		Expect(k8sClient.Delete(ctx, flannel)).To(Succeed())
 		Expect(k8sClient.Delete(ctx, policyAgent)).To(Succeed())
 		Expect(k8sClient.Create(ctx, ciliumConfig.DeepCopy())).To(Succeed())
-		Expect(k8sClient.Create(ctx, cilium.DeepCopy())).To(Succeed())
+		createDaemonSet(ctx, cilium, 1, 1)
 		eachIsolation(And(
 			haveCNI("cilium/False/Detected"),
 			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonPolicyEnforcementDisabled),
@@ -225,6 +288,7 @@ spec:
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cilium), agent)).To(Succeed())
 		agent.Spec.Template.Spec.Containers[0].Image = "quay.io/cilium/cilium:v1.16.4"
 		Expect(k8sClient.Update(ctx, agent)).To(Succeed())
+		setAgents(ctx, agent, 1, 1)
 		eachIsolation(And(
 			haveCNI("cilium/True/Detected"),
 			WithTransform(func(wi *isolationv1alpha1.WorkloadIsolation) string { return wi.Status.CNI.Evidence },
@@ -233,7 +297,7 @@ spec:
 	})
 
 	It("reports a CNI declared by the administrator instead of the detected one", func() {
-		Expect(k8sClient.Create(ctx, flannel.DeepCopy())).To(Succeed())
+		createDaemonSet(ctx, flannel, 1, 1)
 		Expect(k8sClient.Delete(ctx, cilium)).To(Succeed())
 		eachIsolation(haveCNI("flannel/False/Detected"))
 

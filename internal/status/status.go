@@ -222,9 +222,13 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 }
 
 // notEnforced reports whether policies were written on a CNI known not to
-// enforce them: the resource must not look healthy then.
+// enforce them, or whose enforcing agent is installed but not ready on every
+// node: the resource must not look healthy then.
 func notEnforced(o Outcome) bool {
-	return o.CNI != nil && o.CNI.Enforces == cni.EnforcementFalse && o.Mode != isolationv1alpha1.ModeAudit
+	if o.CNI == nil || o.Mode == isolationv1alpha1.ModeAudit {
+		return false
+	}
+	return o.CNI.Enforces == cni.EnforcementFalse || o.CNI.Reason == cni.ReasonAgentsNotReady
 }
 
 func setPoliciesApplied(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -265,6 +269,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	case notEnforced(o):
 		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
 		c.Message = "Policies are applied but not enforced: " + o.CNI.Message
+		if o.CNI.Enforces != cni.EnforcementFalse {
+			c.Message = "Policies are applied but not known to be enforced: " + o.CNI.Message
+		}
 	case notIsolated(st, o) != nil:
 		isolated := notIsolated(st, o)
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, isolated.Reason, isolated.Message

@@ -103,6 +103,8 @@ func TestEnforcedFeedsReady(t *testing.T) {
 			nil, cond{metav1.ConditionFalse, cni.ReasonEnforcementDisabled}, &cond{metav1.ConditionFalse, cni.ReasonEnforcementDisabled}, "x"},
 		{"unknown CNI leaves Ready alone", isolationv1alpha1.ModeEnforce, result(cni.EnforcementUnknown, cni.ReasonUnknown),
 			nil, cond{metav1.ConditionTrue, "Reconciled"}, &cond{metav1.ConditionUnknown, cni.ReasonUnknown}, "x"},
+		{"an enforcing agent that is not ready makes Ready False", isolationv1alpha1.ModeEnforce, result(cni.EnforcementUnknown, cni.ReasonAgentsNotReady),
+			nil, cond{metav1.ConditionFalse, cni.ReasonAgentsNotReady}, &cond{metav1.ConditionUnknown, cni.ReasonAgentsNotReady}, "x"},
 		{"Audit mode writes nothing, so enforcement does not fail it", isolationv1alpha1.ModeAudit, result(cni.EnforcementFalse, cni.ReasonDoesNotEnforce),
 			nil, cond{metav1.ConditionTrue, "AuditOnly"}, &cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, "x"},
 		{"a spec failure comes first", isolationv1alpha1.ModeEnforce, result(cni.EnforcementFalse, cni.ReasonDoesNotEnforce),
