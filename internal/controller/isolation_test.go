@@ -60,7 +60,7 @@ var _ = Describe("Isolation analysis", func() {
 
 		got := getIsolation(ctx, wi)()
 		Expect(exposures(got)).To(Equal([]isolationv1alpha1.Exposure{{
-			Policy: "allow-all-ingress", Summary: "allow-all-ingress: all pods in all namespaces, all ports",
+			Policy: "allow-all-ingress", Direction: "Ingress", Summary: "allow-all-ingress: all pods in all namespaces, all ports",
 		}}))
 		isolated := meta.FindStatusCondition(got.Status.Conditions, isolationv1alpha1.ConditionIsolated)
 		Expect(isolated.Message).To(ContainSubstring("allow-all-ingress"))

@@ -80,7 +80,7 @@ func (c Config) dataplane(ctx context.Context, cs *kubernetes.Clientset) error {
 								Name: "kube-router", Image: KubeRouterImage, ImagePullPolicy: corev1.PullNever,
 								Args: []string{"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
 									"--hostname-override=$(NODE_NAME)", "--metrics-port=0", "--health-port=20244"},
-								Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+								Env:             []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
 								SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 								ReadinessProbe: &corev1.Probe{
 									ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(20244)}},
