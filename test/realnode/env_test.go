@@ -108,21 +108,37 @@ func (e *clusterEnv) namespace(ctx context.Context, t *testing.T, name string, l
 // token.
 func (e *clusterEnv) deployment(ctx context.Context, t *testing.T, ns, name string, labels map[string]string, image string, args []string, ready, serviceAccount string) *corev1.Pod {
 	t.Helper()
+	d := deploymentOf(ns, name, labels, testContainer("main", image, args, ready), serviceAccount)
+	if err := e.c.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	return e.waitPod(ctx, t, ns, labels)
+}
+
+// testContainer runs a test image as non-root with a read-only root file
+// system and no capabilities; ready ("path:port") adds an HTTP readiness
+// probe.
+func testContainer(name, image string, args []string, ready string) corev1.Container {
 	container := corev1.Container{
-		Name: "main", Image: image, ImagePullPolicy: corev1.PullNever, Args: args,
+		Name: name, Image: image, ImagePullPolicy: corev1.PullNever, Args: args,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 	}
 	if ready != "" {
-		host, port, _ := strings.Cut(ready, ":")
+		path, port, _ := strings.Cut(ready, ":")
 		container.ReadinessProbe = &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: host, Port: intstr.Parse(port)}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.Parse(port)}},
 			PeriodSeconds: 1,
 		}
 	}
-	d := &appsv1.Deployment{
+	return container
+}
+
+// deploymentOf is a one-replica Deployment of container.
+func deploymentOf(ns, name string, labels map[string]string, container corev1.Container, serviceAccount string) *appsv1.Deployment {
+	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
@@ -138,10 +154,6 @@ func (e *clusterEnv) deployment(ctx context.Context, t *testing.T, ns, name stri
 			},
 		},
 	}
-	if err := e.c.Create(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	return e.waitPod(ctx, t, ns, labels)
 }
 
 // waitPod waits for the one Ready Pod matching labels.
@@ -203,15 +215,20 @@ func (e *clusterEnv) describePods(ctx context.Context, ns string) string {
 
 // result is one probe's outcome as the probe image serves it.
 type result struct {
-	OK     bool      `json:"ok"`
-	Status int       `json:"status"`
-	Error  string    `json:"error"`
-	At     time.Time `json:"at"`
+	OK      bool      `json:"ok"`
+	Reached bool      `json:"reached"`
+	Status  int       `json:"status"`
+	Error   string    `json:"error"`
+	Answer  string    `json:"answer"`
+	At      time.Time `json:"at"`
 }
+
+// resultsPort is where the probe image serves its results (its default).
+const resultsPort = 8081
 
 // probeResults reads a probe pod's latest results over its pod IP.
 func probeResults(ctx context.Context, podIP string) (map[string]result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+podIP+":8081/results", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/results", podIP, resultsPort), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -224,10 +241,10 @@ func probeResults(ctx context.Context, podIP string) (map[string]result, error) 
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-// reached reports whether the probe got an HTTP answer, whatever its status:
-// the network let the connection through. Blocked means no answer (refused,
-// timed out), never an HTTP error.
-func (r result) reached() bool { return r.Status != 0 }
+// reached reports whether the probe got an answer, whatever it says (any
+// HTTP status, any DNS response): the network let the exchange through.
+// Blocked means no answer (refused, timed out), never an HTTP or DNS error.
+func (r result) reached() bool { return r.Reached }
 
 // fresh reports whether a probe finished after since: older results may
 // describe the dataplane before the change under test.

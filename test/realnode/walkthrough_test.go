@@ -71,50 +71,9 @@ func testWalkthrough(ctx context.Context, t *testing.T, e *clusterEnv) {
 	}
 	t.Logf("LocalAI pod %s, Service %s; probes from %d pods", server.Status.PodIP, svc.Spec.ClusterIP, len(sources))
 
-	// expect waits until every probe that finished after the step began
-	// matches want, confirms it with a second round of fresh probes, prints
-	// the matrix and returns the time to the first match.
 	expect := func(step string, want matrix) time.Duration {
 		t.Helper()
-		begin := time.Now()
-		var got matrix
-		var took time.Duration
-		since := begin
-		confirmed := false
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, matrixTimeout, true, func(ctx context.Context) (bool, error) {
-			results := map[source]map[string]result{}
-			for s, pod := range sourcePods {
-				rs, err := probeResults(ctx, pod.Status.PodIP)
-				if err != nil {
-					return false, nil
-				}
-				results[s] = rs
-			}
-			for _, rs := range results {
-				for _, to := range targets {
-					if !rs[to.url].fresh(since) {
-						return false, nil
-					}
-				}
-			}
-			got = observe(want, func(from source, to target) bool { return results[from][to.url].reached() })
-			if len(mismatches(want, got)) != 0 {
-				since, took, confirmed = time.Now(), 0, false
-				return false, nil
-			}
-			if took == 0 {
-				took, since = time.Since(begin), time.Now()
-				return false, nil
-			}
-			confirmed = true
-			return true, nil
-		})
-		if err != nil || !confirmed {
-			t.Fatalf("step %s: connectivity not as expected after %s:\n%s%s", step, matrixTimeout, format(want, got),
-				"mismatches:\n  "+strings.Join(mismatches(want, got), "\n  "))
-		}
-		t.Logf("step %s: connectivity as expected after %s (confirmed by a second round):\n%s", step, took.Round(time.Millisecond), format(want, got))
-		return took
+		return expectMatrix(ctx, t, step, sourcePods, want)
 	}
 
 	// 1. Before any WorkloadIsolation everything reaches LocalAI.
@@ -176,6 +135,53 @@ func testWalkthrough(ctx context.Context, t *testing.T, e *clusterEnv) {
 	if len(policies.Items) != 0 {
 		t.Errorf("garbage collection left %d policies", len(policies.Items))
 	}
+}
+
+// expectMatrix waits until every probe of want's targets that finished after
+// the step began, read from each source pod's /results, matches want,
+// confirms it with a second round of fresh probes, prints the matrix and
+// returns the time to the first match.
+func expectMatrix(ctx context.Context, t *testing.T, step string, sourcePods map[source]*corev1.Pod, want matrix) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	var got matrix
+	var took time.Duration
+	since := begin
+	confirmed := false
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, matrixTimeout, true, func(ctx context.Context) (bool, error) {
+		results := map[source]map[string]result{}
+		for s, pod := range sourcePods {
+			rs, err := probeResults(ctx, pod.Status.PodIP)
+			if err != nil {
+				return false, nil //nolint:nilerr // a pod's results may be out of reach while policies change: retry
+			}
+			results[s] = rs
+		}
+		for _, rs := range results {
+			for _, to := range want.targets {
+				if !rs[to.url].fresh(since) {
+					return false, nil
+				}
+			}
+		}
+		got = observe(want, func(from source, to target) bool { return results[from][to.url].reached() })
+		if len(mismatches(want, got)) != 0 {
+			since, took, confirmed = time.Now(), 0, false
+			return false, nil
+		}
+		if took == 0 {
+			took, since = time.Since(begin), time.Now()
+			return false, nil
+		}
+		confirmed = true
+		return true, nil
+	})
+	if err != nil || !confirmed {
+		t.Fatalf("step %s: connectivity not as expected after %s:\n%s%s", step, matrixTimeout, format(want, got),
+			"mismatches:\n  "+strings.Join(mismatches(want, got), "\n  "))
+	}
+	t.Logf("step %s: connectivity as expected after %s (confirmed by a second round):\n%s", step, took.Round(time.Millisecond), format(want, got))
+	return took
 }
 
 func waitIsolation(ctx context.Context, t *testing.T, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, typ string, status metav1.ConditionStatus, message string) {

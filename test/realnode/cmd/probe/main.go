@@ -10,12 +10,18 @@
 //	    reachable;
 //	probe get [--timeout 2s] URL...
 //	    probes each URL once and prints "URL ok|fail DETAIL" per line; it
-//	    exits 0 whatever the results, so its output can be parsed as a matrix.
+//	    exits 0 whatever the results, so its output can be parsed as a matrix;
+//	probe dns [--listen :53] [--address 192.0.2.1]
+//	    answers every DNS A query, for any name, with the given address, over
+//	    UDP and TCP, for pods that stand in for the cluster DNS.
 //
-// Each probe opens a new connection with a 1 s connect timeout, so a dropped
-// connection shows quickly; errors start with their kind: refused, connect
-// timeout, timeout, unreachable, reset, dns or error. Servers answer with
-// X-Served-By set to the host name (the pod name) and stop on SIGTERM.
+// A target is an http(s) URL, or dns+udp://SERVER[:PORT]/NAME or
+// dns+tcp://SERVER[:PORT]/NAME, which asks SERVER for the A records of NAME.
+// Each probe opens a new connection (a new socket for DNS) with a 1 s connect
+// timeout, so a dropped connection shows quickly; errors start with their
+// kind: refused, connect timeout, timeout, unreachable, reset, dns or error.
+// Servers answer with X-Served-By set to the host name (the pod name) and
+// stop on SIGTERM.
 package main
 
 import (
@@ -57,6 +63,8 @@ func main() {
 		err = serveCmd(host, args)
 	case "get":
 		err = getCmd(args, os.Stdout)
+	case "dns":
+		err = dnsCmd(args)
 	default:
 		usage()
 	}
@@ -66,7 +74,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: probe watch|serve|get [flags] (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: probe watch|serve|get|dns [flags] (see -h of each)")
 	os.Exit(2)
 }
 
@@ -124,7 +132,7 @@ func getCmd(args []string, out io.Writer) error {
 	}
 	client := newClient(*timeout)
 	for _, u := range fs.Args() {
-		r := check(context.Background(), client, u)
+		r := probeTarget(context.Background(), client, u)
 		_, _ = fmt.Fprintln(out, u, r.line())
 	}
 	return nil
@@ -162,20 +170,29 @@ func (l *list) Set(v string) error {
 
 // Result is the outcome of one probe of a target.
 type Result struct {
-	// OK is true when the target answered with a status below 400.
+	// OK is true when the target answered with a status below 400 (HTTP),
+	// or with at least one A record (DNS).
 	OK bool `json:"ok"`
-	// Status is the HTTP status, 0 when no answer came.
+	// Reached is true when an answer came, whatever it says: the network
+	// let the exchange through.
+	Reached bool `json:"reached"`
+	// Status is the HTTP status, 0 when no answer came or for DNS.
 	Status int `json:"status"`
 	// Error says why the probe failed, starting with its kind.
 	Error string `json:"error"`
 	// ServedBy is the answer's X-Served-By header.
 	ServedBy string `json:"servedBy,omitempty"`
+	// Answer lists the addresses of a DNS answer, comma separated.
+	Answer string `json:"answer,omitempty"`
 	// At is when the probe finished.
 	At time.Time `json:"at"`
 }
 
 func (r Result) line() string {
-	if r.OK {
+	switch {
+	case r.OK && r.Status == 0:
+		return "ok dns " + r.Answer
+	case r.OK:
 		return fmt.Sprintf("ok %d %s", r.Status, r.ServedBy)
 	}
 	return "fail " + r.Error
@@ -195,7 +212,20 @@ func newClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// check probes url once.
+// probeTarget probes a target once: a DNS query for dns+udp and dns+tcp
+// URLs, an HTTP GET otherwise.
+func probeTarget(ctx context.Context, client *http.Client, raw string) Result {
+	target, isDNS, err := parseDNSTarget(raw)
+	switch {
+	case err != nil:
+		return Result{Error: "error: " + err.Error(), At: time.Now()}
+	case isDNS:
+		return checkDNS(ctx, target, client.Timeout)
+	}
+	return check(ctx, client, raw)
+}
+
+// check probes url once over HTTP.
 func check(ctx context.Context, client *http.Client, url string) Result {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -207,7 +237,7 @@ func check(ctx context.Context, client *http.Client, url string) Result {
 	}
 	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
-	r := Result{Status: resp.StatusCode, ServedBy: resp.Header.Get("X-Served-By"), At: time.Now()}
+	r := Result{Reached: true, Status: resp.StatusCode, ServedBy: resp.Header.Get("X-Served-By"), At: time.Now()}
 	switch {
 	case err != nil:
 		r.Error = classify(err)
@@ -265,7 +295,7 @@ func (w *watcher) run(ctx context.Context) {
 	for _, t := range w.targets {
 		wg.Go(func() {
 			for {
-				r := check(ctx, w.client, t)
+				r := probeTarget(ctx, w.client, t)
 				if ctx.Err() != nil {
 					return
 				}

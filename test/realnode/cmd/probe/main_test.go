@@ -87,16 +87,16 @@ func TestWatchServesLatestResultPerTarget(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	if r := got[okURL]; !r.OK || r.Status != 200 || r.ServedBy != "pod-b" || r.Error != "" {
+	if r := got[okURL]; !r.OK || !r.Reached || r.Status != 200 || r.ServedBy != "pod-b" || r.Error != "" {
 		t.Errorf("ok target: %+v", r)
 	}
-	if r := got[badURL]; r.OK || r.Status != 503 || !strings.HasPrefix(r.Error, "status: 503") {
+	if r := got[badURL]; r.OK || !r.Reached || r.Status != 503 || !strings.HasPrefix(r.Error, "status: 503") {
 		t.Errorf("503 target: %+v", r)
 	}
-	if r := got[refusedURL]; r.OK || r.Status != 0 || !strings.HasPrefix(r.Error, "refused: ") {
+	if r := got[refusedURL]; r.OK || r.Reached || r.Status != 0 || !strings.HasPrefix(r.Error, "refused: ") {
 		t.Errorf("refused target: %+v", r)
 	}
-	if r := got[silentURL]; r.OK || r.Status != 0 || !strings.HasPrefix(r.Error, "timeout: ") {
+	if r := got[silentURL]; r.OK || r.Reached || r.Status != 0 || !strings.HasPrefix(r.Error, "timeout: ") {
 		t.Errorf("silent target: %+v", r)
 	}
 	for u, r := range got {
@@ -115,10 +115,10 @@ func TestWatchServesLatestResultPerTarget(t *testing.T) {
 
 func TestWatchResultsJSONShape(t *testing.T) {
 	w := newWatcher(nil, time.Second, newClient(time.Second))
-	w.results["http://x/"] = Result{OK: true, Status: 200, ServedBy: "p", At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
+	w.results["http://x/"] = Result{OK: true, Reached: true, Status: 200, ServedBy: "p", At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
 	rec := httptest.NewRecorder()
 	w.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/results", nil))
-	want := `{"http://x/":{"ok":true,"status":200,"error":"","servedBy":"p","at":"2026-01-02T03:04:05.000000006Z"}}`
+	want := `{"http://x/":{"ok":true,"reached":true,"status":200,"error":"","servedBy":"p","at":"2026-01-02T03:04:05.000000006Z"}}`
 	if got := strings.TrimSpace(rec.Body.String()); got != want {
 		t.Errorf("body\n got %s\nwant %s", got, want)
 	}
