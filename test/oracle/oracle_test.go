@@ -235,39 +235,47 @@ func (s *scenario) addAdmittedSources() {
 				if peer.IPBlock != nil {
 					continue
 				}
-				podLabels, ok := satisfying(peer.PodSelector)
-				if !ok {
-					continue
-				}
-				var namespaces []string
-				if peer.NamespaceSelector == nil {
-					namespaces = []string{np.Namespace}
-				} else {
-					for _, ns := range s.namespaces {
-						if labelSelectorMatches(peer.NamespaceSelector, ns.labels) {
-							namespaces = append(namespaces, ns.name)
-						}
-					}
-					if nsLabels, ok := satisfying(peer.NamespaceSelector); ok {
-						name := nsLabels[corev1.LabelMetadataName]
-						if name == "" {
-							n++
-							name = fmt.Sprintf("new-%d", n)
-							nsLabels[corev1.LabelMetadataName] = name
-						}
-						if labelSelectorMatches(peer.NamespaceSelector, nsLabels) && !slices.ContainsFunc(s.namespaces, func(ns namespace) bool { return ns.name == name }) {
-							s.namespaces = append(s.namespaces, namespace{name: name, labels: nsLabels})
-							namespaces = append(namespaces, name)
-						}
-					}
-				}
-				for _, ns := range namespaces {
-					n++
-					s.pods = append(s.pods, &pod{namespace: ns, name: fmt.Sprintf("admitted-%d", n), labels: podLabels,
-						ip: fmt.Sprintf("10.245.%d.%d", n/200, n%200+1), ports: s.pods[0].ports})
-				}
+				s.addAdmitted(np.Namespace, peer, &n, s.pods[0].ports)
 			}
 		}
+	}
+}
+
+// addAdmitted adds a pod the peer's podSelector admits, with the given
+// container ports, in every existing namespace its namespaceSelector admits
+// (the policy's own namespace without one), and in a new namespace
+// labelled to match it; n numbers the new namespaces and pods.
+func (s *scenario) addAdmitted(policyNamespace string, peer networkingv1.NetworkPolicyPeer, n *int, ports []corev1.ContainerPort) {
+	podLabels, ok := satisfying(peer.PodSelector)
+	if !ok {
+		return
+	}
+	var namespaces []string
+	if peer.NamespaceSelector == nil {
+		namespaces = []string{policyNamespace}
+	} else {
+		for _, ns := range s.namespaces {
+			if labelSelectorMatches(peer.NamespaceSelector, ns.labels) {
+				namespaces = append(namespaces, ns.name)
+			}
+		}
+		if nsLabels, ok := satisfying(peer.NamespaceSelector); ok {
+			name := nsLabels[corev1.LabelMetadataName]
+			if name == "" {
+				*n++
+				name = fmt.Sprintf("new-%d", *n)
+				nsLabels[corev1.LabelMetadataName] = name
+			}
+			if labelSelectorMatches(peer.NamespaceSelector, nsLabels) && !slices.ContainsFunc(s.namespaces, func(ns namespace) bool { return ns.name == name }) {
+				s.namespaces = append(s.namespaces, namespace{name: name, labels: nsLabels})
+				namespaces = append(namespaces, name)
+			}
+		}
+	}
+	for _, ns := range namespaces {
+		*n++
+		s.pods = append(s.pods, &pod{namespace: ns, name: fmt.Sprintf("admitted-%d", *n), labels: podLabels,
+			ip: fmt.Sprintf("10.245.%d.%d", *n/200, *n%200+1), ports: ports})
 	}
 }
 

@@ -186,12 +186,24 @@ func (s *scenario) fromMatches(from isolationv1alpha1.IngressPeer, src source) b
 }
 
 func selectorMatches(sel *isolationv1alpha1.LabelSelector, set map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel.LabelSelector())
-	if err != nil {
-		panic(err)
+	s, ok := selectors[sel]
+	if !ok {
+		var err error
+		if s, err = metav1.LabelSelectorAsSelector(sel.LabelSelector()); err != nil {
+			panic(err)
+		}
+		if len(selectors) > 10000 {
+			clear(selectors)
+		}
+		selectors[sel] = s
 	}
 	return s.Matches(labels.Set(set))
 }
+
+// selectors caches parsed selectors by the spec's selector; the key keeps
+// the selector alive, so its address is not reused while cached. The tests
+// do not run in parallel.
+var selectors = map[*isolationv1alpha1.LabelSelector]labels.Selector{}
 
 func portMatches(ports []isolationv1alpha1.Port, dst *pod, p port) bool {
 	if len(ports) == 0 {
