@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -142,6 +143,22 @@ func run(o options) error {
 
 	step("Someone adds an allow-all NetworkPolicy in local-ai: Isolator reports that it widens the isolation")
 	if err := widen(ctx, c, wi, o.plugin, cp.Kubeconfig); err != nil {
+		return err
+	}
+
+	step("Isolating egress too: LocalAI may reach only DNS and its model store (preset minio)")
+	if err := isolateEgress(ctx, c, wi, o.timeout); err != nil {
+		return err
+	}
+	fmt.Println("$ kubectl get workloadisolations -n local-ai")
+	if err := printTable(ctx, cp.Config, "/apis/isolation.isolator.dev/v1alpha1/namespaces/local-ai/workloadisolations", false); err != nil {
+		return err
+	}
+	fmt.Println("\n$ kubectl get networkpolicies -n local-ai")
+	if err := printTable(ctx, cp.Config, "/apis/networking.k8s.io/v1/namespaces/local-ai/networkpolicies", false); err != nil {
+		return err
+	}
+	if err := printPolicies(ctx, c, wi, "local-ai-dns", "local-ai-egress-models"); err != nil {
 		return err
 	}
 
@@ -411,12 +428,17 @@ func printCNI(ctx context.Context, c client.Client, wi *isolationv1alpha1.Worklo
 	return nil
 }
 
-func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation) error {
+// printPolicies shows the NetworkPolicies in wi's status, or only those
+// named in only.
+func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, only ...string) error {
 	current := &isolationv1alpha1.WorkloadIsolation{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
 		return err
 	}
 	for _, ref := range current.Status.Policies {
+		if ref.Kind != "NetworkPolicy" || (len(only) > 0 && !slices.Contains(only, ref.Name)) {
+			continue
+		}
 		np := &networkingv1.NetworkPolicy{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: ref.Name}, np); err != nil {
 			return err
@@ -434,6 +456,42 @@ func printPolicies(ctx context.Context, c client.Client, wi *isolationv1alpha1.W
 		fmt.Printf("\n$ kubectl get networkpolicy %s -n %s -o yaml\n%s", np.Name, np.Namespace, out)
 	}
 	return nil
+}
+
+// isolateEgress creates the model store (MinIO in namespace minio) and adds
+// egress to the WorkloadIsolation: DNS (the default cluster-dns preset) and
+// the store, nothing else. It waits until the resource is Ready with egress
+// isolated.
+func isolateEgress(ctx context.Context, c client.Client, wi *isolationv1alpha1.WorkloadIsolation, timeout time.Duration) error {
+	minio := map[string]string{"app.kubernetes.io/name": "minio"}
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "minio"}},
+		deployment("minio", "minio", minio, "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", 9000),
+		pod("minio", "minio-0", minio, "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", 9000),
+	} {
+		if err := c.Create(ctx, obj); err != nil {
+			return err
+		}
+	}
+	current := &isolationv1alpha1.WorkloadIsolation{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
+		return err
+	}
+	current.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "minio"}}}}
+	fmt.Println("    spec.egress: [{name: models, to: [{preset: minio}]}]   (dns: cluster-dns by default)")
+	if err := c.Update(ctx, current); err != nil {
+		return err
+	}
+	if err := waitCurrent(ctx, c, current, timeout); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		got := &isolationv1alpha1.WorkloadIsolation{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(wi), got); err != nil {
+			return false, err
+		}
+		return got.Status.Egress == isolationv1alpha1.EgressIsolated, nil
+	})
 }
 
 // widen adds an allow-all policy, waits until the WorkloadIsolation reports

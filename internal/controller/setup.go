@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
 )
 
 // workloadRefIndex indexes WorkloadIsolations by "<Kind>/<name>" of their
@@ -71,6 +72,13 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.CNI != nil {
 		b = b.WatchesRawSource(r.CNI.Changes(mgr.GetClient()))
+	}
+	// Generated CiliumNetworkPolicies are repaired when changed or deleted.
+	if r.CiliumPolicies = ciliumServed(mgr.GetRESTMapper()); r.CiliumPolicies {
+		cnp := &metav1.PartialObjectMetadata{}
+		cnp.SetGroupVersionKind(ciliumpolicy.GVK)
+		b = b.WatchesMetadata(cnp, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
+			&isolationv1alpha1.WorkloadIsolation{}, handler.OnlyControllerOwner()))
 	}
 	return b.Named("workloadisolation").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).

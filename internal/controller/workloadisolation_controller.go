@@ -17,12 +17,14 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/preset"
 	"github.com/isolator-dev/isolator/internal/status"
@@ -68,6 +70,11 @@ type WorkloadIsolationReconciler struct {
 	repairs sync.Map
 	// portChecks remembers the last named-port check per object (portCheck).
 	portChecks sync.Map
+
+	// CiliumPolicies is true when the cluster serves CiliumNetworkPolicy:
+	// on Cilium the operator then writes the Cilium objects an intent needs
+	// (SetupWithManager sets it).
+	CiliumPolicies bool
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -155,7 +162,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		// delete): keep enforcing and verifying the last resolved target.
 		selector = wi.Status.TargetSelector.DeepCopy()
 	}
-	desired, err := policy.Build(wi, *selector, r.Presets)
+	in, err := intent.FromSpec(wi, *selector, r.Presets)
 	if specErr := (*policy.SpecError)(nil); errors.As(err, &specErr) {
 		outcome.Failure = &status.Failure{Reason: specErr.Reason, Message: specErr.Error(), Stalled: true}
 		return outcome, nil
@@ -163,8 +170,19 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if err != nil {
 		return withTransient(outcome, err)
 	}
+	desired := policy.NetworkPolicies(in)
+	var desiredCilium []*unstructured.Unstructured
+	if r.onCilium(outcome) {
+		var renderErr error
+		if desiredCilium, renderErr = ciliumObjects(in); renderErr != nil {
+			// A spec the Cilium renderer cannot say (such as a named DNS
+			// port): report it, write nothing.
+			outcome.Failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Message: renderErr.Error(), Stalled: true}
+			return outcome, nil //nolint:nilerr // a spec failure goes to status, not to the retry queue
+		}
+	}
 	status.SetTarget(&wi.Status, selector)
-	outcome.Policies = len(desired)
+	outcome.Policies = len(desired) + len(desiredCilium)
 	pods, podSet, err := r.targetPods(ctx, wi.Namespace, selector)
 	if err != nil {
 		return withTransient(outcome, err)
@@ -184,13 +202,25 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, fmt.Errorf("listing NetworkPolicies: %w", err))
 	}
 	res, syncErr := r.syncPolicies(ctx, wi, written, existing.Items, contested)
+	writtenCilium := desiredCilium
+	if outcome.Mode == isolationv1alpha1.ModeAudit || res.failure != nil {
+		writtenCilium = nil
+	}
+	var ciliumRefs []isolationv1alpha1.PolicyReference
+	var ciliumFailure *status.Failure
+	if syncErr == nil && r.APIReader != nil && r.CiliumPolicies {
+		ciliumRefs, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium)
+	}
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
-		status.SetPolicies(&wi.Status, references(desired))
+		status.SetPolicies(&wi.Status, append(references(desired), unstructuredReferences(desiredCilium)...))
 	} else {
-		status.SetPolicies(&wi.Status, ownedReferences(desired, res.owned))
+		status.SetPolicies(&wi.Status, append(ownedReferences(desired, res.owned), ciliumRefs...))
 	}
 	if res.failure != nil {
 		outcome.Failure = res.failure
+	}
+	if outcome.Failure == nil && ciliumFailure != nil {
+		outcome.Failure = ciliumFailure
 	}
 	if outcome.Failure == nil {
 		outcome.Failure = r.contestedFailure(wi, time.Now())

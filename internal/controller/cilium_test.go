@@ -1,0 +1,215 @@
+package controller_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/controller"
+	"github.com/isolator-dev/isolator/internal/localcp"
+)
+
+// ciliumCRDs holds Cilium 1.19.4's CRDs, beside the repository.
+var ciliumCRDs = filepath.Join("..", "..", "..", "shared", "fixtures", "crds", "cilium-1.19.4")
+
+func requireCiliumCRDs() {
+	if _, err := os.Stat(ciliumCRDs); err == nil {
+		return
+	}
+	reason := "Cilium CRD fixtures not found at " + ciliumCRDs + " (they sit beside the repository as ../shared)"
+	if ci := os.Getenv("CI"); ci == "true" || ci == "1" {
+		Fail(reason + "; with CI=" + ci + " a test that cannot run fails instead of being skipped")
+	}
+	Skip(reason)
+}
+
+// ciliumCluster is a control plane of its own that serves Cilium's API
+// (which also makes CNI detection see Cilium's API group, so it must not be
+// shared with the other specs), with a manager running the reconciler.
+type ciliumCluster struct {
+	cp     *localcp.ControlPlane
+	c      client.Client
+	cancel context.CancelFunc
+}
+
+func startCiliumCluster() *ciliumCluster {
+	cp, err := localcp.Start(localcp.Options{
+		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases"), ciliumCRDs},
+		GarbageCollector:  true,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme: scheme, Cache: controller.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// The suite's own manager registered the same controller names.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	detector := &controller.CNIDetector{}
+	Expect(detector.SetupWithManager(mgr)).To(Succeed())
+	Expect((&controller.WorkloadIsolationReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Presets: testPresets,
+		Recorder: mgr.GetEventRecorder("isolator"), CNI: detector,
+	}).SetupWithManager(mgr)).To(Succeed())
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	return &ciliumCluster{cp: cp, c: c, cancel: cancel}
+}
+
+func (cc *ciliumCluster) stop() {
+	cc.cancel()
+	Expect(cc.cp.Stop()).To(Succeed())
+}
+
+// dnsHost reads the CiliumNetworkPolicy local-ai-dns-host in namespace.
+func (cc *ciliumCluster) dnsHost(ctx context.Context, namespace string) func() (*unstructured.Unstructured, error) {
+	return func() (*unstructured.Unstructured, error) {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("cilium.io/v2")
+		u.SetKind("CiliumNetworkPolicy")
+		err := cc.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "local-ai-dns-host"}, u)
+		return u, err
+	}
+}
+
+func (cc *ciliumCluster) isolation(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) func() *isolationv1alpha1.WorkloadIsolation {
+	return func() *isolationv1alpha1.WorkloadIsolation {
+		out := &isolationv1alpha1.WorkloadIsolation{}
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(wi), out)).To(Succeed())
+		return out
+	}
+}
+
+func (cc *ciliumCluster) namespace(ctx context.Context, name string) string {
+	Expect(cc.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	return name
+}
+
+func egressTo(u *unstructured.Unstructured) []any {
+	egress, _, _ := unstructured.NestedSlice(u.Object, "spec", "egress")
+	return egress
+}
+
+var _ = Describe("Egress isolation on Cilium", Ordered, func() {
+	ctx := context.Background()
+	cilium := daemonSet("kube-system", "cilium",
+		corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
+	ciliumConfig := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "cilium-config", Namespace: "kube-system"},
+		Data:       map[string]string{"enable-policy": "default"},
+	}
+	var wi *isolationv1alpha1.WorkloadIsolation
+	var cc *ciliumCluster
+	hostDNS := []any{map[string]any{
+		"toEntities": []any{"host"},
+		"toPorts": []any{map[string]any{"ports": []any{
+			map[string]any{"port": "53", "protocol": "UDP"},
+			map[string]any{"port": "53", "protocol": "TCP"},
+		}}},
+	}}
+
+	BeforeAll(func() {
+		requireCiliumCRDs()
+		cc = startCiliumCluster()
+		DeferCleanup(cc.stop)
+		Expect(cc.c.Create(ctx, ciliumConfig.DeepCopy())).To(Succeed())
+		ds := cilium.DeepCopy()
+		Expect(cc.c.Create(ctx, ds)).To(Succeed())
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		wi = seedIsolation(cc.namespace(ctx, "egress-cilium"))
+		wi.Spec.Egress = []isolationv1alpha1.EgressRule{}
+		Expect(cc.c.Create(ctx, wi)).To(Succeed())
+	})
+
+	It("lets the target reach NodeLocal DNSCache on the node with a CiliumNetworkPolicy it owns, validated by Cilium's CRD", func() {
+		Eventually(cc.dnsHost(ctx, wi.Namespace), timeout, interval).Should(
+			WithTransform(egressTo, Equal(hostDNS)))
+		cnp, err := cc.dnsHost(ctx, wi.Namespace)()
+		Expect(err).NotTo(HaveOccurred())
+		selector, _, _ := unstructured.NestedStringMap(cnp.Object, "spec", "endpointSelector", "matchLabels")
+		Expect(selector).To(Equal(map[string]string{"app.kubernetes.io/name": "local-ai"}))
+		current := cc.isolation(ctx, wi)()
+		Expect(metav1.IsControlledBy(cnp, current)).To(BeTrue())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) []isolationv1alpha1.PolicyReference {
+				return w.Status.Policies
+			},
+				ContainElement(isolationv1alpha1.PolicyReference{Kind: "CiliumNetworkPolicy", Name: "local-ai-dns-host"})),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) int32 { return w.Status.PolicyCount }, Equal(int32(4))),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressIsolated)),
+		))
+	})
+
+	It("repairs a widened copy and restores a deleted one", func() {
+		cnp, err := cc.dnsHost(ctx, wi.Namespace)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(unstructured.SetNestedSlice(cnp.Object, []any{map[string]any{"toEntities": []any{"world"}}}, "spec", "egress")).To(Succeed())
+		Expect(cc.c.Update(ctx, cnp)).To(Succeed())
+		Eventually(cc.dnsHost(ctx, wi.Namespace), timeout, interval).Should(WithTransform(egressTo, Equal(hostDNS)))
+
+		uid := cnp.GetUID()
+		Expect(cc.c.Delete(ctx, cnp)).To(Succeed())
+		Eventually(cc.dnsHost(ctx, wi.Namespace), timeout, interval).Should(And(
+			WithTransform(egressTo, Equal(hostDNS)),
+			WithTransform(func(u *unstructured.Unstructured) bool { return u.GetUID() != uid }, BeTrue())))
+	})
+
+	It("never modifies or deletes a CiliumNetworkPolicy of that name it did not create", func() {
+		other := seedIsolation(cc.namespace(ctx, "egress-cilium-foreign"))
+		foreign := &unstructured.Unstructured{}
+		foreign.SetAPIVersion("cilium.io/v2")
+		foreign.SetKind("CiliumNetworkPolicy")
+		foreign.SetNamespace(other.Namespace)
+		foreign.SetName("local-ai-dns-host")
+		Expect(unstructured.SetNestedField(foreign.Object, map[string]any{}, "spec", "endpointSelector")).To(Succeed())
+		Expect(unstructured.SetNestedSlice(foreign.Object, []any{map[string]any{"toEntities": []any{"world"}}}, "spec", "egress")).To(Succeed())
+		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
+		rv := foreign.GetResourceVersion()
+
+		other.Spec.Egress = []isolationv1alpha1.EgressRule{}
+		Expect(cc.c.Create(ctx, other)).To(Succeed())
+		Eventually(cc.isolation(ctx, other), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonNameConflict))
+		Consistently(cc.dnsHost(ctx, other.Namespace), "2s", interval).Should(
+			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
+		Expect(cc.c.Delete(ctx, other)).To(Succeed())
+		Consistently(cc.dnsHost(ctx, other.Namespace), "2s", interval).Should(
+			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
+	})
+
+	It("removes it when egress is no longer isolated", func() {
+		current := cc.isolation(ctx, wi)()
+		current.Spec.Egress = nil
+		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		Eventually(func() error { _, err := cc.dnsHost(ctx, wi.Namespace)(); return err }, timeout, interval).
+			Should(WithTransform(func(err error) bool { return err != nil && client.IgnoreNotFound(err) == nil }, BeTrue()))
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) int32 { return w.Status.PolicyCount }, Equal(int32(2))),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressNone)),
+		))
+	})
+})
