@@ -137,8 +137,9 @@ vet: ## Run go vet (the operator module and the oracle module).
 	cd test/realnode && go vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml).
+lint: golangci-lint ## Run golangci-lint (configuration in .golangci.yml) on the operator and the real-node module.
 	$(GOLANGCI_LINT) run ./...
+	cd test/realnode && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 
 .PHONY: envtest
 envtest: ## Provide kube-apiserver and etcd (setup-envtest, or built from the Go module proxy).

@@ -56,7 +56,9 @@ var _ = Describe("Egress isolation", func() {
 		Eventually(policyNames(ctx, ns), timeout, interval).Should(BeEmpty())
 		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly),
-			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) []isolationv1alpha1.PolicyReference { return w.Status.Policies },
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) []isolationv1alpha1.PolicyReference {
+				return w.Status.Policies
+			},
 				ContainElements(isolationv1alpha1.PolicyReference{Kind: "NetworkPolicy", Name: "local-ai-dns"},
 					isolationv1alpha1.PolicyReference{Kind: "NetworkPolicy", Name: "local-ai-egress-models"})),
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },

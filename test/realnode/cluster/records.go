@@ -101,13 +101,13 @@ func (c Config) teardown(r *records, logf func(string, ...any)) error {
 	}
 	if r.NetNS != "" && exists(filepath.Join("/run/netns", r.NetNS)) {
 		if out, err := exec.Command("ip", "netns", "delete", r.NetNS).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", r.NetNS, err, out))
+			errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", r.NetNS, err, out))
 		}
 	}
 	for _, l := range r.Links {
 		if linkExists(l) {
 			if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("ip link delete %s: %v: %s", l, err, out))
+				errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, out))
 			}
 		}
 	}
@@ -159,11 +159,14 @@ func (c Config) removeState() error {
 // in it.
 func removeNetNSDir() error {
 	entries, err := os.ReadDir("/run/netns")
-	if errors.Is(err, fs.ErrNotExist) || len(entries) > 0 {
-		return nil
-	}
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
 		return err
+	}
+	if len(entries) > 0 {
+		return nil
 	}
 	_ = syscall.Unmount("/run/netns", syscall.MNT_DETACH)
 	if err := os.Remove("/run/netns"); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -175,9 +178,10 @@ func removeNetNSDir() error {
 // cgroupPIDs lists the processes in a cgroup directory and its children.
 func cgroupPIDs(dir string) []int {
 	var pids []int
+	// A directory that went away while walking holds no processes: go on.
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return nil
+			return nil //nolint:nilerr // see above
 		}
 		data, _ := os.ReadFile(path)
 		for _, f := range strings.Fields(string(data)) {

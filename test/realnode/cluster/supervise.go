@@ -355,7 +355,7 @@ func (c Config) importImages(ctx context.Context) error {
 	for _, t := range tars {
 		if out, err := exec.CommandContext(ctx, "ctr", "--address", c.ContainerdSocket(), "-n", "k8s.io",
 			"images", "import", "--no-unpack=false", t).CombinedOutput(); err != nil {
-			return fmt.Errorf("importing %s: %v: %s", t, err, out)
+			return fmt.Errorf("importing %s: %w: %s", t, err, out)
 		}
 	}
 	return nil

@@ -18,9 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/isolator-dev/isolator/test/realnode/images"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Timings are what Up measured.
@@ -168,7 +168,7 @@ func (c Config) network(r *records) error {
 		// Not made here (it appeared since Occupied looked): forget it.
 		r.NetNS = ""
 		_ = c.saveRecords(r)
-		return fmt.Errorf("ip netns add %s: %v: %s", c.NetNS(), err, out)
+		return fmt.Errorf("ip netns add %s: %w: %s", c.NetNS(), err, out)
 	}
 	r.Links = append(r.Links, c.HostLink())
 	if err := c.saveRecords(r); err != nil {
@@ -177,7 +177,7 @@ func (c Config) network(r *records) error {
 	if out, err := exec.Command("ip", "link", "add", c.HostLink(), "type", "veth", "peer", "name", "eth0", "netns", c.NetNS()).CombinedOutput(); err != nil {
 		r.Links = r.Links[:len(r.Links)-1]
 		_ = c.saveRecords(r)
-		return fmt.Errorf("ip link add %s: %v: %s", c.HostLink(), err, out)
+		return fmt.Errorf("ip link add %s: %w: %s", c.HostLink(), err, out)
 	}
 	host := netip.PrefixFrom(c.HostIP(), c.LinkNet.Bits()).String()
 	node := netip.PrefixFrom(c.NodeIP(), c.LinkNet.Bits()).String()
@@ -195,7 +195,7 @@ func (c Config) network(r *records) error {
 	}
 	for _, args := range cmds {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	return nil
