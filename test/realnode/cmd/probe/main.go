@@ -41,6 +41,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/isolator-dev/isolator/test/realnode/internal/httpserve"
 )
 
 // connectTimeout bounds each TCP connect.
@@ -350,22 +352,5 @@ func withServedBy(host string, h http.Handler) http.Handler {
 
 // serve listens on every address and serves h until ctx ends.
 func serve(ctx context.Context, addrs []string, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errs := make(chan error, len(addrs))
-	for _, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		log.Printf("listening on %s", ln.Addr())
-		go func() { errs <- srv.Serve(ln) }()
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-errs:
-		return err
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return httpserve.Serve(ctx, addrs, h, 5*time.Second)
 }

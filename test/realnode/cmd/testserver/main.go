@@ -22,13 +22,14 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/isolator-dev/isolator/test/realnode/internal/httpserve"
 )
 
 // ModelID is the only model the server offers.
@@ -73,24 +74,7 @@ func (a *addrList) Set(v string) error {
 func serve(addrs []string, h http.Handler) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errs := make(chan error, len(addrs))
-	for _, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		log.Printf("listening on %s", ln.Addr())
-		go func() { errs <- srv.Serve(ln) }()
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-errs:
-		return err
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return httpserve.Serve(ctx, addrs, h, 10*time.Second)
 }
 
 // newHandler returns the server's routes; host is reported in X-Served-By.
