@@ -108,6 +108,10 @@ const (
 	// ReasonAnalysisIncomplete: the isolation analysis ran out of its work
 	// budget, so isolation is not proven and is reported as not isolated.
 	ReasonAnalysisIncomplete = "AnalysisIncomplete"
+	// ReasonUnanalysedPolicies: Cilium policies the operator did not write
+	// may select the target pods; the analysis does not read Cilium's own
+	// policies, so the isolation is not proven (Isolated=False).
+	ReasonUnanalysedPolicies = "UnanalysedPolicies"
 	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
 	ReasonCNIUnknown = "CNIUnknown"
 	// ReasonAgentsNotReady: the CNI component that enforces NetworkPolicy

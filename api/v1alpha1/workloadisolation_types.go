@@ -159,7 +159,7 @@ type EgressRule struct {
 
 	// ports lists the allowed destination ports. Absent or empty: the ports
 	// of the preset when to is a single preset that declares ports, else all
-	// ports.
+	// ports; a preset with ports among other destinations needs ports here.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
@@ -361,7 +361,7 @@ func (s *LabelSelector) LabelSelector() *metav1.LabelSelector {
 
 // PolicyReference names one generated object.
 type PolicyReference struct {
-	// kind of the object, NetworkPolicy.
+	// kind of the object: NetworkPolicy, or CiliumNetworkPolicy on Cilium.
 	// +required
 	// +kubebuilder:validation:MaxLength=63
 	Kind string `json:"kind"`
@@ -519,7 +519,7 @@ const (
 // +kubebuilder:resource:shortName=wi,categories=isolation
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
-// +kubebuilder:printcolumn:name="Policies",type=integer,JSONPath=`.status.policyCount`,description="Generated NetworkPolicies"
+// +kubebuilder:printcolumn:name="Policies",type=integer,JSONPath=`.status.policyCount`,description="Generated policies in place"
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.selectedPods`
 // +kubebuilder:printcolumn:name="Isolated",type=string,JSONPath=`.status.conditions[?(@.type=="Isolated")].status`
 // +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.conditions[?(@.type=="Enforced")].status`

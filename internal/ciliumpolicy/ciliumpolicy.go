@@ -31,6 +31,10 @@ const Kind = "CiliumNetworkPolicy"
 // GVK is CiliumNetworkPolicy's group, version and kind.
 var GVK = schema.GroupVersionKind{Group: "cilium.io", Version: "v2", Kind: Kind}
 
+// ClusterwideGVK is CiliumClusterwideNetworkPolicy's, which the operator
+// never writes but must notice.
+var ClusterwideGVK = schema.GroupVersionKind{Group: "cilium.io", Version: "v2", Kind: "CiliumClusterwideNetworkPolicy"}
+
 // DNSHostName is the name of the CiliumNetworkPolicy that lets the target
 // resolve names through a cache on the node.
 func DNSHostName(owner string) string { return policy.Name(owner, "dns-host") }

@@ -38,6 +38,10 @@ const adminDNS = `presets:
 - name: portless-dns
   to:
   - ipBlock: {cidr: 169.254.20.10/32}
+- name: corp-dns
+  to:
+  - ipBlock: {cidr: 10.0.0.53/32}
+  ports: [{protocol: UDP, port: 53}]
 `
 
 func TestDNSHost(t *testing.T) {
@@ -61,6 +65,7 @@ func TestDNSHost(t *testing.T) {
 		{"dns None: no DNS, not even on the host", wi([]isolationv1alpha1.EgressRule{}, "None"), false},
 		{"a DNS preset without addresses cannot point at the host", wi([]isolationv1alpha1.EgressRule{}, "pods-only-dns"), false},
 		{"a DNS preset without ports would open every port of the host", wi([]isolationv1alpha1.EgressRule{}, "portless-dns"), false},
+		{"a DNS server at a routable address is reached as itself, not as the host", wi([]isolationv1alpha1.EgressRule{}, "corp-dns"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

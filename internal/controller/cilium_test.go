@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -161,6 +162,13 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
 				Equal(isolationv1alpha1.EgressIsolated)),
 		))
+		// What the API server stores equals what is rendered: no repair
+		// loop, the object stays as written.
+		settled, err := cc.dnsHost(ctx, wi.Namespace)()
+		Expect(err).NotTo(HaveOccurred())
+		rv := settled.GetResourceVersion()
+		Consistently(cc.dnsHost(ctx, wi.Namespace), "2s", interval).Should(
+			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
 	})
 
 	It("repairs a widened copy and restores a deleted one", func() {
@@ -175,6 +183,50 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 		Eventually(cc.dnsHost(ctx, wi.Namespace), timeout, interval).Should(And(
 			WithTransform(egressTo, Equal(hostDNS)),
 			WithTransform(func(u *unstructured.Unstructured) bool { return u.GetUID() != uid }, BeTrue())))
+	})
+
+	It("keeps it while a name conflict stops the NetworkPolicies", func() {
+		foreign := &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai-egress-s3", Namespace: wi.Namespace},
+			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}},
+		}
+		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
+		current := cc.isolation(ctx, wi)()
+		current.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "s3", To: []isolationv1alpha1.EgressPeer{{Preset: "minio"}}}}
+		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonNameConflict))
+		Consistently(cc.dnsHost(ctx, wi.Namespace), "2s", interval).Should(WithTransform(egressTo, Equal(hostDNS)))
+
+		Expect(cc.c.Delete(ctx, foreign)).To(Succeed())
+		current = cc.isolation(ctx, wi)()
+		current.Spec.Egress = []isolationv1alpha1.EgressRule{}
+		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+	})
+
+	It("does not claim isolation while a Cilium policy it did not write may open the target", func() {
+		open := &unstructured.Unstructured{}
+		open.SetAPIVersion("cilium.io/v2")
+		open.SetKind("CiliumNetworkPolicy")
+		open.SetNamespace(wi.Namespace)
+		open.SetName("allow-world")
+		Expect(unstructured.SetNestedField(open.Object, map[string]any{}, "spec", "endpointSelector")).To(Succeed())
+		Expect(unstructured.SetNestedSlice(open.Object, []any{map[string]any{"toEntities": []any{"world"}}}, "spec", "egress")).To(Succeed())
+		Expect(cc.c.Create(ctx, open)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressNotIsolated)),
+		))
+		Expect(cc.c.Delete(ctx, open)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressIsolated)),
+		))
 	})
 
 	It("never modifies or deletes a CiliumNetworkPolicy of that name it did not create", func() {

@@ -73,12 +73,22 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.CNI != nil {
 		b = b.WatchesRawSource(r.CNI.Changes(mgr.GetClient()))
 	}
-	// Generated CiliumNetworkPolicies are repaired when changed or deleted.
+	// Generated CiliumNetworkPolicies are repaired when changed or deleted,
+	// and any other Cilium policy makes the isolations it may select
+	// unproven (Cilium's own policies are not analysed).
 	if r.CiliumPolicies = ciliumServed(mgr.GetRESTMapper()); r.CiliumPolicies {
 		cnp := &metav1.PartialObjectMetadata{}
 		cnp.SetGroupVersionKind(ciliumpolicy.GVK)
-		b = b.WatchesMetadata(cnp, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(),
-			&isolationv1alpha1.WorkloadIsolation{}, handler.OnlyControllerOwner()))
+		b = b.WatchesMetadata(cnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+			return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
+		}))
+		if r.clusterwideCilium = clusterwideServed(mgr.GetRESTMapper()); r.clusterwideCilium {
+			ccnp := &metav1.PartialObjectMetadata{}
+			ccnp.SetGroupVersionKind(ciliumpolicy.ClusterwideGVK)
+			b = b.WatchesMetadata(ccnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+				return mapAll(ctx, mgr.GetClient())
+			}))
+		}
 	}
 	return b.Named("workloadisolation").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
@@ -122,6 +132,13 @@ func namesPresetNamespace(wi *isolationv1alpha1.WorkloadIsolation, namespace str
 	for _, rule := range wi.Spec.Ingress {
 		for _, from := range rule.From {
 			if from.PresetNamespace == namespace {
+				return true
+			}
+		}
+	}
+	for _, rule := range wi.Spec.Egress {
+		for _, to := range rule.To {
+			if to.PresetNamespace == namespace {
 				return true
 			}
 		}
@@ -192,4 +209,18 @@ func keepSelectorOnly(in any) (any, error) {
 		return &appsv1.DaemonSet{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta), Spec: appsv1.DaemonSetSpec{Selector: w.Spec.Selector}}, nil
 	}
 	return in, nil
+}
+
+// mapNamespace requests every WorkloadIsolation of a namespace.
+func mapNamespace(ctx context.Context, r client.Reader, namespace string) []reconcile.Request {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", namespace)
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, wi := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&wi)})
+	}
+	return out
 }

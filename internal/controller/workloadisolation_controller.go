@@ -75,6 +75,9 @@ type WorkloadIsolationReconciler struct {
 	// on Cilium the operator then writes the Cilium objects an intent needs
 	// (SetupWithManager sets it).
 	CiliumPolicies bool
+	// clusterwideCilium is true when CiliumClusterwideNetworkPolicy is
+	// served too.
+	clusterwideCilium bool
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -203,12 +206,18 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	res, syncErr := r.syncPolicies(ctx, wi, written, existing.Items, contested)
 	writtenCilium := desiredCilium
-	if outcome.Mode == isolationv1alpha1.ModeAudit || res.failure != nil {
+	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		writtenCilium = nil
 	}
 	var ciliumRefs []isolationv1alpha1.PolicyReference
 	var ciliumFailure *status.Failure
-	if syncErr == nil && r.APIReader != nil && r.CiliumPolicies {
+	switch {
+	case res.failure != nil || syncErr != nil:
+		// While the NetworkPolicies cannot be brought in line, the Cilium
+		// objects in place stay as they are: a name conflict must not cost
+		// the target its name resolution.
+		ciliumRefs = ciliumReferences(wi.Status.Policies)
+	case r.APIReader != nil && r.CiliumPolicies:
 		ciliumRefs, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium)
 	}
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
@@ -233,6 +242,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, errors.Join(syncErr, fmt.Errorf("listing namespaces: %w", err)))
 	}
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces.Items)
+	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
 	if syncErr != nil {
 		return withTransient(outcome, syncErr)
 	}

@@ -9,6 +9,7 @@ package intent
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -69,14 +70,28 @@ type DNS struct {
 	Rule Rule
 }
 
-// HostAddresses lists the ipBlock CIDRs of the DNS destinations. On Cilium
-// such link-local addresses (NodeLocal DNSCache's 169.254.20.10) belong to
-// the host identity, which no ipBlock matches.
+// linkLocal are the ranges a node-local DNS cache listens on.
+var linkLocal = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fe80::/10")}
+
+// HostAddresses lists the ipBlock CIDRs of the DNS destinations that lie in
+// a link-local range. On Cilium such an address (NodeLocal DNSCache's
+// 169.254.20.10) belongs to the host identity, which no ipBlock matches;
+// any other address is reached as itself.
 func (d *DNS) HostAddresses() []string {
 	var out []string
 	for _, p := range d.Rule.Peers {
-		if p.IPBlock != nil {
-			out = append(out, p.IPBlock.CIDR)
+		if p.IPBlock == nil {
+			continue
+		}
+		cidr, err := netip.ParsePrefix(p.IPBlock.CIDR)
+		if err != nil {
+			continue
+		}
+		for _, ll := range linkLocal {
+			if ll.Contains(cidr.Addr()) && cidr.Bits() >= ll.Bits() {
+				out = append(out, p.IPBlock.CIDR)
+				break
+			}
 		}
 	}
 	return out
@@ -161,9 +176,17 @@ func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path 
 				return r, presetError(err)
 			}
 			// A preset's ports apply when it is the rule's only
-			// destination and the rule lists none.
-			if len(rule.To) == 1 && len(rule.Ports) == 0 {
+			// destination and the rule lists none. Among other
+			// destinations they could only be dropped (all ports to all
+			// of them), so the rule must say its ports.
+			switch {
+			case len(rule.Ports) > 0 || len(presetPorts) == 0:
+			case len(rule.To) == 1:
 				r.Ports = presetPorts
+			default:
+				return r, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf(
+					"%s: preset %s declares ports, which cannot apply to the rule's other destinations: list the rule's ports, or give the preset a rule of its own",
+					path.Child("to").Index(j), to.Preset)}
 			}
 			peers = resolved
 		} else {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -158,14 +159,27 @@ func TestBuildEgressVariants(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a preset among other destinations brings no ports: all ports of all of them",
+		name: "a preset among other destinations with the rule's own ports",
 		wi: seedWithEgress(isolationv1alpha1.EgressRule{Name: "mixed", To: []isolationv1alpha1.EgressPeer{
 			{Preset: "minio"}, {IPBlock: &isolationv1alpha1.IPBlock{CIDR: "203.0.113.0/24"}},
-		}}),
+		}, Ports: []isolationv1alpha1.Port{tcp(443)}}),
 		wantNames: []string{"local-ai-default-deny", "local-ai-allow-nginx", "local-ai-dns", "local-ai-egress-mixed"},
 		check: func(t *testing.T, got []networkingv1.NetworkPolicy) {
-			if rule := got[3].Spec.Egress[0]; len(rule.Ports) != 0 || len(rule.To) != 2 {
+			if rule := got[3].Spec.Egress[0]; len(rule.Ports) != 1 || rule.Ports[0].Port.IntVal != 443 || len(rule.To) != 2 {
 				t.Errorf("got %+v", rule)
+			}
+		},
+	}, {
+		name: "the longest egress rule name still gives a valid rule label",
+		wi: seedWithEgress(isolationv1alpha1.EgressRule{Name: strings.Repeat("m", 63), To: []isolationv1alpha1.EgressPeer{
+			{IPBlock: &isolationv1alpha1.IPBlock{CIDR: "203.0.113.0/24"}},
+		}}),
+		wantNames: []string{"local-ai-default-deny", "local-ai-allow-nginx", "local-ai-dns", policy.EgressName("local-ai", strings.Repeat("m", 63))},
+		check: func(t *testing.T, got []networkingv1.NetworkPolicy) {
+			for k, v := range got[3].Labels {
+				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+					t.Errorf("label %s=%q: %v", k, v, errs)
+				}
 			}
 		},
 	}, {
@@ -218,6 +232,13 @@ func TestBuildEgressErrors(t *testing.T) {
 		wantReason: isolationv1alpha1.ReasonInvalidSpec,
 		wantMsg:    `preset "ingress-nginx" lists sources (from) only: use it in ingress`,
 	}, {
+		name: "a preset's ports cannot silently become all ports of several destinations",
+		wi: seedWithEgress(isolationv1alpha1.EgressRule{Name: "x", To: []isolationv1alpha1.EgressPeer{
+			{Preset: "minio"}, {Preset: "minio", PresetNamespace: "minio2"},
+		}}),
+		wantReason: isolationv1alpha1.ReasonInvalidSpec,
+		wantMsg:    "spec.egress[0].to[0]: preset minio declares ports, which cannot apply to the rule's other destinations",
+	}, {
 		name: "unknown dns preset",
 		wi: func() *isolationv1alpha1.WorkloadIsolation {
 			wi := seedWithEgress()
@@ -259,5 +280,15 @@ func TestNoEgressKeepsIngressOnly(t *testing.T) {
 		if slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) || np.Spec.Egress != nil {
 			t.Errorf("%s restricts egress although the spec declares none", np.Name)
 		}
+	}
+}
+
+func TestMissingNamespacesCoversEgress(t *testing.T) {
+	wi := seedWithEgress(isolationv1alpha1.EgressRule{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "minio", PresetNamespace: "storage"}}})
+	wi.Spec.Ingress[0].From[0].PresetNamespace = "ingress"
+	got := policy.MissingNamespaces(wi, func(ns string) bool { return ns == "ingress" })
+	want := []string{"egress rule models: preset minio points at namespace storage, which does not exist"}
+	if !slices.Equal(got, want) {
+		t.Errorf("MissingNamespaces = %q, want %q", got, want)
 	}
 }

@@ -124,7 +124,8 @@ func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 		egress(DNSName(in.Name), dnsSuffix, dns.Rule)
 	}
 	for _, rule := range in.Egress.Rules {
-		egress(EgressName(in.Name, rule.Name), egressPrefix+rule.Name, rule)
+		// A label value is at most 63 characters, like a rule name.
+		egress(EgressName(in.Name, rule.Name), shorten(egressPrefix+rule.Name, MaxNameLength), rule)
 	}
 	return policies
 }

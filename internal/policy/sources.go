@@ -8,15 +8,23 @@ import (
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
 
-// MissingNamespaces returns, for each from entry of wi whose presetNamespace
-// names a namespace that does not exist (exists says which do), a line for
-// the user: such a source admits nothing until the namespace is created.
+// MissingNamespaces returns, for each from or to entry of wi whose
+// presetNamespace names a namespace that does not exist (exists says which
+// do), a line for the user: such a peer admits nothing until the namespace
+// is created.
 func MissingNamespaces(wi *isolationv1alpha1.WorkloadIsolation, exists func(string) bool) []string {
 	var out []string
 	for _, rule := range wi.Spec.Ingress {
 		for _, from := range rule.From {
 			if from.PresetNamespace != "" && !exists(from.PresetNamespace) {
 				out = append(out, fmt.Sprintf("rule %s: preset %s points at namespace %s, which does not exist", rule.Name, from.Preset, from.PresetNamespace))
+			}
+		}
+	}
+	for _, rule := range wi.Spec.Egress {
+		for _, to := range rule.To {
+			if to.PresetNamespace != "" && !exists(to.PresetNamespace) {
+				out = append(out, fmt.Sprintf("egress rule %s: preset %s points at namespace %s, which does not exist", rule.Name, to.Preset, to.PresetNamespace))
 			}
 		}
 	}

@@ -52,6 +52,10 @@ type Outcome struct {
 	SourcesChecked bool
 	// EgressDeclared is true when the spec isolates egress.
 	EgressDeclared bool
+	// UnanalysedPolicies names policies that may select the target pods
+	// but that the analysis does not read (Cilium's own, not written by the
+	// operator), as "Kind namespace/name".
+	UnanalysedPolicies []string
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -168,6 +172,10 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	case len(widening) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy
 		c.Message = fmt.Sprintf("NetworkPolicies admit more than declared: %s (see status.exposure)", JoinBounded(widening, 10))
+	case len(o.UnanalysedPolicies) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies
+		c.Message = fmt.Sprintf("Isolation is not proven: %s may let more reach or leave the target pods, and Cilium's own policies are not analysed; remove them or check them by hand",
+			JoinBounded(o.UnanalysedPolicies, 10))
 	case len(shared) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonSharedTarget
 		c.Message = fmt.Sprintf("WorkloadIsolation %s also selects these pods", JoinBounded(shared, 10))

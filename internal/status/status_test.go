@@ -1,6 +1,7 @@
 package status_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -184,5 +185,21 @@ func TestEgressSaysIsolatedOnlyWhenReady(t *testing.T) {
 				t.Errorf("status.egress = %q, want %q (conditions %+v)", st.Egress, tt.want, st.Conditions)
 			}
 		})
+	}
+}
+
+func TestUnanalysedCiliumPoliciesFailClosed(t *testing.T) {
+	enforcing := &cni.Result{Name: "cilium", Enforces: cni.EnforcementTrue, Reason: "Enforcing", Message: "m", Source: cni.SourceDetected}
+	st := &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 3, CNI: enforcing, Isolation: &analysis.Report{},
+		EgressDeclared: true, UnanalysedPolicies: []string{"CiliumNetworkPolicy local-ai/allow-world"}})
+	isolated := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionIsolated)
+	ready := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionReady)
+	if isolated.Status != metav1.ConditionFalse || isolated.Reason != isolationv1alpha1.ReasonUnanalysedPolicies ||
+		!strings.Contains(isolated.Message, "CiliumNetworkPolicy local-ai/allow-world") {
+		t.Errorf("Isolated = %+v", isolated)
+	}
+	if ready.Status != metav1.ConditionFalse || st.Egress != isolationv1alpha1.EgressNotIsolated {
+		t.Errorf("Ready = %+v, egress %s: a policy that is not analysed must not be taken as isolated", ready, st.Egress)
 	}
 }
