@@ -18,6 +18,24 @@ const (
 	ModeAudit Mode = "Audit"
 )
 
+// Guard says whether the cluster refuses NetworkPolicy changes that would
+// re-open a WorkloadIsolation's pods.
+// +kubebuilder:validation:Enum=Off;Enforce
+type Guard string
+
+const (
+	// GuardOff leaves other NetworkPolicies in the namespace unrestricted: a
+	// widening policy is only reported (Isolated=False) and a changed or
+	// deleted generated policy is repaired afterwards.
+	GuardOff Guard = "Off"
+	// GuardEnforce asks the admission guard (a ValidatingAdmissionPolicy
+	// installed with the operator) to reject, from anyone but the operator
+	// and holders of the break-glass verb on this WorkloadIsolation, a
+	// NetworkPolicy that allows traffic and could select the target pods,
+	// and any change or deletion of the generated policies.
+	GuardEnforce Guard = "Enforce"
+)
+
 // WorkloadKind is the kind of workload a WorkloadRef points at.
 // +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
 type WorkloadKind string
@@ -69,6 +87,18 @@ type WorkloadIsolationSpec struct {
 	// +optional
 	// +kubebuilder:default=Enforce
 	Mode Mode `json:"mode,omitempty"`
+
+	// guard is Enforce to have the API server reject NetworkPolicy changes
+	// that could re-open the target pods: creating or updating a
+	// NetworkPolicy in this namespace that allows any ingress (or any egress,
+	// when egress is declared here) and whose podSelector is not provably
+	// disjoint from status.targetSelector, and updating or deleting the
+	// policies generated for this resource. The operator, the garbage
+	// collector, the namespace controller and users allowed the verb
+	// break-glass on this WorkloadIsolation are exempt. Absent or Off: no
+	// admission guard, changes are reported and repaired afterwards.
+	// +optional
+	Guard Guard `json:"guard,omitempty"`
 }
 
 // Target selects the pods to isolate. Exactly one of podSelector and
