@@ -154,6 +154,7 @@ func TestTemplateDefaults(t *testing.T) {
 		"Role/isolator-cni-detection", "RoleBinding/isolator-cni-detection",
 		"ClusterRole/isolator-metrics-auth", "ClusterRoleBinding/isolator-metrics-auth", "ClusterRole/isolator-metrics-reader",
 		"Lease/" + leaseName,
+		"ValidatingAdmissionPolicy/isolator-guard", "ValidatingAdmissionPolicyBinding/isolator-guard",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("default render lacks %s; has %s", want, got)
@@ -290,6 +291,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"no CNI namespace", "cniNamespaces: []\n", "cniNamespaces"},
 		{"CNI namespace twice", "cniNamespaces: [kube-system, kube-system]\n", "cniNamespaces"},
 		{"lease duration", "leaderElection: {leaseDuration: 15}\n", "leaseDuration"},
+		{"typo in guard", "guard: {enable: true}\n", "enable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

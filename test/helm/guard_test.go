@@ -263,6 +263,30 @@ func TestAdmissionGuard(t *testing.T) {
 		}
 	})
 
+	t.Run("egress rules are guarded once the WorkloadIsolation isolates egress", func(t *testing.T) {
+		if err := admin.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"egress":[]}}`))); err != nil {
+			t.Fatal(err)
+		}
+		egressAll := func() *networkingv1.NetworkPolicy {
+			return &networkingv1.NetworkPolicy{
+				ObjectMeta: metav1.ObjectMeta{Name: "egress-all", Namespace: guardedNamespace},
+				Spec: networkingv1.NetworkPolicySpec{
+					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+					Egress:      []networkingv1.NetworkPolicyEgressRule{{}},
+				},
+			}
+		}
+		waitFor(ctx, t, "an allow-all egress policy to be rejected", func() bool {
+			return apierrors.IsForbidden(asTenant.Create(ctx, egressAll(), client.DryRunAll))
+		})
+		if err := admin.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"egress":null}}`))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(ctx, t, "an allow-all egress policy to be accepted again", func() bool {
+			return asTenant.Create(ctx, egressAll(), client.DryRunAll) == nil
+		})
+	})
+
 	t.Run("spec.guard Off or absent lifts the guard", func(t *testing.T) {
 		for _, guard := range []string{`"Off"`, "null"} {
 			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"guard":`+guard+`}}`))
