@@ -155,6 +155,7 @@ func TestTemplateDefaults(t *testing.T) {
 		"ClusterRole/isolator-metrics-auth", "ClusterRoleBinding/isolator-metrics-auth", "ClusterRole/isolator-metrics-reader",
 		"Lease/" + leaseName,
 		"ValidatingAdmissionPolicy/isolator-guard", "ValidatingAdmissionPolicyBinding/isolator-guard",
+		"ValidatingAdmissionPolicy/isolator-guard-spec", "ValidatingAdmissionPolicyBinding/isolator-guard-spec",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("default render lacks %s; has %s", want, got)

@@ -10,15 +10,15 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// guardPolicy returns the admission guard's ValidatingAdmissionPolicy among
-// objs, or nil.
-func guardPolicy(objs []*unstructured.Unstructured) *unstructured.Unstructured {
+// guardPolicies returns the ValidatingAdmissionPolicies among objs by name.
+func guardPolicies(objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+	out := map[string]*unstructured.Unstructured{}
 	for _, o := range objs {
 		if o.GetKind() == "ValidatingAdmissionPolicy" {
-			return o
+			out[o.GetName()] = o
 		}
 	}
-	return nil
+	return out
 }
 
 func TestGuardCanBeTurnedOff(t *testing.T) {
@@ -38,7 +38,7 @@ func TestGuardChartAndKustomizeAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chartVAP := guardPolicy(objects(t, manifest))
+	chartVAPs := guardPolicies(objects(t, manifest))
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../config/default")
 	if err != nil {
 		t.Fatal(err)
@@ -48,17 +48,14 @@ func TestGuardChartAndKustomizeAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	kustomizeObjs := objects(t, string(data))
-	kustomizeVAP := guardPolicy(kustomizeObjs)
-	if chartVAP == nil || kustomizeVAP == nil {
-		t.Fatalf("a ValidatingAdmissionPolicy is missing: chart %v, kustomize %v", chartVAP != nil, kustomizeVAP != nil)
-	}
+	kustomizeVAPs := guardPolicies(kustomizeObjs)
 	for _, o := range kustomizeObjs {
 		if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") && o.GetNamespace() != "" {
 			t.Errorf("config/default puts the cluster-scoped %s in namespace %s", o.GetKind(), o.GetNamespace())
 		}
 		if o.GetKind() == "ValidatingAdmissionPolicyBinding" {
-			if name, _, _ := unstructured.NestedString(o.Object, "spec", "policyName"); name != kustomizeVAP.GetName() {
-				t.Errorf("config/default's binding names policy %q, not %q", name, kustomizeVAP.GetName())
+			if name, _, _ := unstructured.NestedString(o.Object, "spec", "policyName"); kustomizeVAPs[name] == nil || name != o.GetName() {
+				t.Errorf("config/default's binding %s names policy %q", o.GetName(), name)
 			}
 		}
 	}
@@ -66,21 +63,31 @@ func TestGuardChartAndKustomizeAgree(t *testing.T) {
 		"chart":     "'system:serviceaccount:" + namespace + ":" + release + "'",
 		"kustomize": "'system:serviceaccount:isolator-system:isolator-controller-manager'",
 	}
-	specs := map[string]map[string]any{}
-	for from, vap := range map[string]*unstructured.Unstructured{"chart": chartVAP, "kustomize": kustomizeVAP} {
-		spec, _, _ := unstructured.NestedMap(vap.Object, "spec")
-		variables, _ := spec["variables"].([]any)
-		if len(variables) == 0 {
-			t.Fatalf("%s: no variables", from)
+	// Both name their objects isolator-...: the chart after its release, and
+	// config/default with its namePrefix.
+	for _, name := range []string{"isolator-guard", "isolator-guard-spec"} {
+		specs := map[string]map[string]any{}
+		for from, vap := range map[string]*unstructured.Unstructured{"chart": chartVAPs[name], "kustomize": kustomizeVAPs[name]} {
+			if vap == nil {
+				t.Fatalf("%s renders no ValidatingAdmissionPolicy %s", from, name)
+			}
+			spec, _, _ := unstructured.NestedMap(vap.Object, "spec")
+			variables, _ := spec["variables"].([]any)
+			if len(variables) == 0 {
+				t.Fatalf("%s %s: no variables", from, name)
+			}
+			first, _ := variables[0].(map[string]any)
+			if first["name"] != "operator" || first["expression"] != operators[from] {
+				t.Errorf("%s %s: first variable %v, want operator = %s", from, name, first, operators[from])
+			}
+			spec["variables"] = variables[1:]
+			specs[from] = spec
 		}
-		first, _ := variables[0].(map[string]any)
-		if first["name"] != "operator" || first["expression"] != operators[from] {
-			t.Errorf("%s: first variable %v, want operator = %s", from, first, operators[from])
+		if !reflect.DeepEqual(specs["chart"], specs["kustomize"]) {
+			t.Errorf("%s: config/guard/guard.yaml differs from the chart's (charts/isolator/files/guard-*.yaml)", name)
 		}
-		spec["variables"] = variables[1:]
-		specs[from] = spec
 	}
-	if !reflect.DeepEqual(specs["chart"], specs["kustomize"]) {
-		t.Errorf("config/guard/guard.yaml differs from the chart's guard (charts/isolator/files/guard-*.yaml)")
+	if len(chartVAPs) != 2 || len(kustomizeVAPs) != 2 {
+		t.Errorf("want 2 policies each, chart has %d, kustomize %d", len(chartVAPs), len(kustomizeVAPs))
 	}
 }

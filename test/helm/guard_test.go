@@ -263,6 +263,32 @@ func TestAdmissionGuard(t *testing.T) {
 		}
 	})
 
+	t.Run("a tenant cannot turn the guard off, change the spec or delete a guarded WorkloadIsolation", func(t *testing.T) {
+		waitFor(ctx, t, "the guard to protect the WorkloadIsolation", func() bool {
+			return apierrors.IsForbidden(asTenant.Patch(ctx, wi.DeepCopy(),
+				client.RawPatch(types.MergePatchType, []byte(`{"spec":{"guard":"Off"}}`)), client.DryRunAll))
+		})
+		for _, patch := range []string{`{"spec":{"guard":"Off"}}`, `{"spec":{"guard":null}}`, `{"spec":{"target":{"podSelector":{"matchLabels":{"app.kubernetes.io/name":"other"}}}}}`} {
+			err := asTenant.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))
+			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "grant verb break-glass on workloadisolations/"+guardedName) {
+				t.Errorf("patch %s: want Forbidden naming break-glass, got %v", patch, err)
+			}
+		}
+		err := asTenant.Delete(ctx, wi.DeepCopy())
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "WorkloadIsolation "+guardedNamespace+"/"+guardedName) {
+			t.Errorf("delete: want Forbidden, got %v", err)
+		}
+		if err := asTenant.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"team":"a"}}}`))); err != nil {
+			t.Errorf("labels stay writable: %v", err)
+		}
+		if err := asBreakGlass.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"guard":"Off"}}`)), client.DryRunAll); err != nil {
+			t.Errorf("break-glass holder: %v", err)
+		}
+		if err := as(namespaceCtrl).Delete(ctx, wi.DeepCopy(), client.DryRunAll); err != nil {
+			t.Errorf("namespace controller: %v", err)
+		}
+	})
+
 	t.Run("egress rules are guarded once the WorkloadIsolation isolates egress", func(t *testing.T) {
 		if err := admin.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"egress":[]}}`))); err != nil {
 			t.Fatal(err)
@@ -293,6 +319,12 @@ func TestAdmissionGuard(t *testing.T) {
 			if err := admin.Patch(ctx, wi.DeepCopy(), patch); err != nil {
 				t.Fatal(err)
 			}
+			if guard == `"Off"` {
+				// The guard is off now: the tenant may edit the spec again.
+				waitFor(ctx, t, "the tenant to be allowed to edit the spec", func() bool {
+					return asTenant.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"dns":"None"}}`)), client.DryRunAll) == nil
+				})
+			}
 			waitFor(ctx, t, "guard "+guard+" to allow an allow-all policy", func() bool {
 				return asTenant.Create(ctx, allowAll(guardedNamespace, "probe", nil), client.DryRunAll) == nil
 			})
@@ -319,8 +351,9 @@ func TestAdmissionGuard(t *testing.T) {
 }
 
 // setUpTenants creates the namespaces and the users' rights in them: the
-// tenant manages NetworkPolicies and reads WorkloadIsolations (what the
-// aggregated edit role grants), the break-glass holder also has the
+// tenant manages NetworkPolicies and WorkloadIsolations (what the built-in
+// edit role grants with the chart's aggregated roles; the role aggregation
+// controller does not run here), the break-glass holder also has the
 // break-glass verb on the guarded WorkloadIsolation.
 func setUpTenants(ctx context.Context, t *testing.T, admin client.Client, namespaces ...string) {
 	t.Helper()
@@ -332,7 +365,8 @@ func setUpTenants(ctx context.Context, t *testing.T, admin client.Client, namesp
 				Rules: []rbacv1.PolicyRule{
 					{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"},
 						Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}},
-					{APIGroups: []string{"isolation.isolator.dev"}, Resources: []string{"workloadisolations"}, Verbs: []string{"get", "list", "watch"}},
+					{APIGroups: []string{"isolation.isolator.dev"}, Resources: []string{"workloadisolations"},
+						Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 				},
 			},
 			&rbacv1.RoleBinding{
