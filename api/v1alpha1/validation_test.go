@@ -104,6 +104,8 @@ var _ = Describe("WorkloadIsolation validation", func() {
 			"In and NotIn need values; Exists and DoesNotExist take none"),
 		Entry("unknown mode", seedTarget+"  mode: DryRun\n",
 			`spec.mode: Unsupported value: "DryRun"`),
+		Entry("unknown guard", seedTarget+"  guard: Strict\n",
+			`spec.guard: Unsupported value: "Strict"`),
 		Entry("rule without a name", seedTarget+"  ingress:\n  - from: [{preset: ingress-nginx}]\n",
 			"spec.ingress[0].name: Required value"),
 		Entry("rule name that is not a DNS label", seedTarget+"  ingress:\n  - name: Nginx_Ingress\n    from: [{preset: ingress-nginx}]\n",
@@ -239,6 +241,8 @@ var _ = Describe("WorkloadIsolation validation", func() {
 		Expect(k8sClient.Create(ctx, u, client.DryRunAll)).To(Succeed())
 		mode, _, _ := unstructured.NestedString(u.Object, "spec", "mode")
 		Expect(mode).To(Equal("Enforce"))
+		_, hasGuard, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "guard")
+		Expect(hasGuard).To(BeFalse(), "guard has no default: existing resources stay unguarded")
 		ports, _, _ := unstructured.NestedSlice(u.Object, "spec", "ingress")
 		Expect(ports[0]).To(HaveKeyWithValue("ports", ConsistOf(HaveKeyWithValue("protocol", "TCP"))))
 	})
@@ -255,6 +259,8 @@ var _ = Describe("WorkloadIsolation validation", func() {
 		Entry("label keys with a prefix, and empty label values",
 			"  target:\n    podSelector: {matchLabels: {app.kubernetes.io/name: local-ai, example.com/canary: ''}, matchExpressions: [{key: example.com/tier, operator: NotIn, values: ['', web.v1_2]}]}\n"),
 		Entry("egress isolated with nothing allowed but DNS", seedTarget+"  egress: []\n"),
+		Entry("guarded", seedTarget+"  guard: Enforce\n"),
+		Entry("guard off", seedTarget+"  guard: \"Off\"\n"),
 		Entry("egress with DNS off", seedTarget+"  egress: []\n  dns: None\n"),
 		Entry("egress to presets, selectors and CIDRs",
 			seedTarget+"  dns: cluster-dns\n  egress:\n  - name: s3\n    to: [{preset: minio, presetNamespace: storage}]\n"+
