@@ -44,6 +44,10 @@ const (
 	// operator does not retry on its own; the last applied policies stay in
 	// place. kstatus reports such a resource as Failed.
 	ConditionStalled = "Stalled"
+	// ConditionGuarded, set only with spec.guard: Enforce, says whether the
+	// admission guard is installed: True with reason GuardActive, False
+	// with GuardNotActive (Ready is then False too).
+	ConditionGuarded = "Guarded"
 )
 
 // Condition reasons. They are CamelCase, stable, and meant for automation.
@@ -108,6 +112,13 @@ const (
 	// ReasonAnalysisIncomplete: the isolation analysis ran out of its work
 	// budget, so isolation is not proven and is reported as not isolated.
 	ReasonAnalysisIncomplete = "AnalysisIncomplete"
+	// ReasonGuardActive: the admission guard's policies and bindings are
+	// installed.
+	ReasonGuardActive = "GuardActive"
+	// ReasonGuardNotActive: spec.guard is Enforce but the cluster has no
+	// admission guard (the chart's guard.enabled is false, or the cluster
+	// does not serve ValidatingAdmissionPolicy).
+	ReasonGuardNotActive = "GuardNotActive"
 	// ReasonUnanalysedPolicies: Cilium policies the operator did not write
 	// may select the target pods; the analysis does not read Cilium's own
 	// policies, so the isolation is not proven (Isolated=False).

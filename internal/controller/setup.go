@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -72,6 +73,14 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.CNI != nil {
 		b = b.WatchesRawSource(r.CNI.Changes(mgr.GetClient()))
+	}
+	// Guarded isolations say whether the admission guard is installed.
+	if r.guardAPI = guardServed(mgr.GetRESTMapper()); r.guardAPI {
+		b = b.Watches(&admissionregistrationv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return mapAll(ctx, mgr.GetClient())
+		})).Watches(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return mapAll(ctx, mgr.GetClient())
+		}))
 	}
 	// Generated CiliumNetworkPolicies are repaired when changed or deleted,
 	// and any other Cilium policy makes the isolations it may select

@@ -78,6 +78,8 @@ type WorkloadIsolationReconciler struct {
 	// clusterwideCilium is true when CiliumClusterwideNetworkPolicy is
 	// served too.
 	clusterwideCilium bool
+	// guardAPI is true when the cluster serves ValidatingAdmissionPolicy.
+	guardAPI bool
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -145,6 +147,13 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 // spec are reported in the outcome only.
 func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) (status.Outcome, error) {
 	outcome := status.Outcome{Generation: wi.Generation, Mode: wi.Spec.Mode, EgressDeclared: wi.Spec.Egress != nil}
+	if wi.Spec.Guard == isolationv1alpha1.GuardEnforce {
+		guard, err := r.guardState(ctx)
+		if err != nil {
+			return withTransient(outcome, err)
+		}
+		outcome.Guard = guard
+	}
 	if r.CNI != nil {
 		outcome.CNI = r.CNI.Current()
 	}

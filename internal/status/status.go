@@ -56,6 +56,18 @@ type Outcome struct {
 	// but that the analysis does not read (Cilium's own, not written by the
 	// operator), as "Kind namespace/name".
 	UnanalysedPolicies []string
+	// Guard is nil unless spec.guard is Enforce; then it says whether the
+	// admission guard is installed.
+	Guard *GuardState
+}
+
+// GuardState is what the operator found of the admission guard.
+type GuardState struct {
+	// Active is true when both guard policies and their Deny bindings are
+	// installed.
+	Active bool
+	// Message says which objects were found, or what is missing.
+	Message string
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -70,6 +82,7 @@ func SetConditions(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	setEnforced(st, o)
 	setStalled(st, o)
 	setSourcesFound(st, o)
+	setGuarded(st, o)
 	setReady(st, o)
 	setEgress(st, o)
 }
@@ -269,11 +282,29 @@ func setStalled(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	})
 }
 
+// setGuarded sets Guarded when spec.guard is Enforce and removes it
+// otherwise.
+func setGuarded(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
+	if o.Guard == nil {
+		meta.RemoveStatusCondition(&st.Conditions, isolationv1alpha1.ConditionGuarded)
+		return
+	}
+	c := metav1.Condition{Type: isolationv1alpha1.ConditionGuarded, ObservedGeneration: o.Generation,
+		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonGuardActive, Message: o.Guard.Message}
+	if !o.Guard.Active {
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive
+	}
+	setCondition(st, c)
+}
+
 func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	c := metav1.Condition{Type: isolationv1alpha1.ConditionReady, ObservedGeneration: o.Generation}
 	switch {
 	case o.Failure != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Failure.Reason, o.Failure.Message
+	case o.Guard != nil && !o.Guard.Active && o.Mode == isolationv1alpha1.ModeEnforce:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive
+		c.Message = "spec.guard is Enforce but the guard is not active: " + o.Guard.Message
 	case notEnforced(o):
 		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
 		c.Message = "Policies are applied but not enforced: " + o.CNI.Message
