@@ -39,19 +39,37 @@ func (r *WorkloadIsolationReconciler) guardState(ctx context.Context) (*status.G
 	if err := r.List(ctx, bindings); err != nil {
 		return nil, fmt.Errorf("listing ValidatingAdmissionPolicyBindings: %w", err)
 	}
-	denies := func(policy string) bool {
+	// A binding counts when it denies, everywhere: no namespace or object
+	// selection of its own, and, for the parameterised policy, every
+	// WorkloadIsolation of the request's namespace as parameter.
+	denies := func(policy string, params bool) bool {
 		return slices.ContainsFunc(bindings.Items, func(b admissionregistrationv1.ValidatingAdmissionPolicyBinding) bool {
-			return b.Spec.PolicyName == policy && slices.Contains(b.Spec.ValidationActions, admissionregistrationv1.Deny)
+			if b.Spec.PolicyName != policy || !slices.Contains(b.Spec.ValidationActions, admissionregistrationv1.Deny) || b.Spec.MatchResources != nil {
+				return false
+			}
+			if !params {
+				return true
+			}
+			ref := b.Spec.ParamRef
+			return ref != nil && ref.Name == "" && ref.Namespace == "" && ref.Selector != nil &&
+				len(ref.Selector.MatchLabels) == 0 && len(ref.Selector.MatchExpressions) == 0
 		})
+	}
+	// A policy counts when it fails closed, applies to every request it
+	// matches and covers creation, change and deletion.
+	strict := func(p admissionregistrationv1.ValidatingAdmissionPolicy, group, resource string) bool {
+		if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Fail || len(p.Spec.MatchConditions) > 0 {
+			return false
+		}
+		return guardsResource(p, group, resource)
 	}
 	var policyGuard, specGuard string
 	for _, p := range policies.Items {
 		switch {
-		case !denies(p.Name):
-		case guardsResource(p, "networking.k8s.io", "networkpolicies") && p.Spec.ParamKind != nil &&
+		case strict(p, "networking.k8s.io", "networkpolicies") && denies(p.Name, true) && p.Spec.ParamKind != nil &&
 			p.Spec.ParamKind.APIVersion == isolationv1alpha1.GroupVersion.String() && p.Spec.ParamKind.Kind == "WorkloadIsolation":
 			policyGuard = p.Name
-		case guardsResource(p, isolationv1alpha1.GroupVersion.Group, "workloadisolations"):
+		case strict(p, isolationv1alpha1.GroupVersion.Group, "workloadisolations") && denies(p.Name, false):
 			specGuard = p.Name
 		}
 	}
@@ -70,15 +88,23 @@ func (r *WorkloadIsolationReconciler) guardState(ctx context.Context) (*status.G
 		policyGuard, specGuard)}, nil
 }
 
+// guardsResource: the policy matches CREATE, UPDATE and DELETE of the
+// resource, with no namespace or object selection.
 func guardsResource(p admissionregistrationv1.ValidatingAdmissionPolicy, group, resource string) bool {
-	if p.Spec.MatchConstraints == nil {
+	c := p.Spec.MatchConstraints
+	if c == nil || c.NamespaceSelector != nil && (len(c.NamespaceSelector.MatchLabels) > 0 || len(c.NamespaceSelector.MatchExpressions) > 0) ||
+		c.ObjectSelector != nil && (len(c.ObjectSelector.MatchLabels) > 0 || len(c.ObjectSelector.MatchExpressions) > 0) {
 		return false
 	}
-	for _, rule := range p.Spec.MatchConstraints.ResourceRules {
+	ops := map[admissionregistrationv1.OperationType]bool{}
+	for _, rule := range c.ResourceRules {
 		if (slices.Contains(rule.APIGroups, group) || slices.Contains(rule.APIGroups, "*")) &&
 			(slices.Contains(rule.Resources, resource) || slices.Contains(rule.Resources, "*")) {
-			return true
+			for _, op := range rule.Operations {
+				ops[op] = true
+			}
 		}
 	}
-	return false
+	all := ops[admissionregistrationv1.OperationAll]
+	return all || ops[admissionregistrationv1.Create] && ops[admissionregistrationv1.Update] && ops[admissionregistrationv1.Delete]
 }

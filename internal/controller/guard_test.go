@@ -30,7 +30,7 @@ func guardObjects(prefix string) []client.Object {
 	}
 	rule := func(group, resource string) admissionregistrationv1.NamedRuleWithOperations {
 		return admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
 			Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: []string{resource}},
 		}}
 	}
@@ -81,6 +81,26 @@ var _ = Describe("Guarded isolation status", Serial, func() {
 			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionTrue, isolationv1alpha1.ReasonGuardActive),
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
 		))
+
+		// A binding that only warns, or only covers some namespaces, is no
+		// guard.
+		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(objects[1]), binding)).To(Succeed())
+		binding.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
+		Expect(k8sClient.Update(ctx, binding)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(objects[1]), binding)).To(Succeed())
+		binding.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+		binding.Spec.MatchResources = &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"guard": "yes"}}}
+		Expect(k8sClient.Update(ctx, binding)).To(Succeed())
+		Consistently(getIsolation(ctx, wi), "2s", interval).Should(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(objects[1]), binding)).To(Succeed())
+		binding.Spec.MatchResources = nil
+		Expect(k8sClient.Update(ctx, binding)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionTrue, isolationv1alpha1.ReasonGuardActive))
 
 		// Removing one binding takes the guard away.
 		Expect(k8sClient.Delete(ctx, objects[3])).To(Succeed())

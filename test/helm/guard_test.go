@@ -199,15 +199,27 @@ func TestAdmissionGuard(t *testing.T) {
 		}
 	})
 
-	t.Run("the operator may change a generated policy and create any policy", func(t *testing.T) {
+	t.Run("the operator may change a generated policy and open the pods only through this WorkloadIsolation's own policies", func(t *testing.T) {
 		asOperator := as(operator)
 		// The operator writes with server-side apply, a patch.
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"repaired":"true"}}}`))
 		if err := asOperator.Patch(ctx, generated.DeepCopy(), patch); err != nil {
 			t.Errorf("patch: %v", err)
 		}
-		if err := asOperator.Create(ctx, allowAll(guardedNamespace, "operator-open", nil), client.DryRunAll); err != nil {
-			t.Errorf("create: %v", err)
+		own := allowAll(guardedNamespace, guardedName+"-allow-api", nil)
+		own.Labels = generatedPolicy(guardedNamespace, own.Name, guardedName).Labels
+		if err := asOperator.Create(ctx, own, client.DryRunAll); err != nil {
+			t.Errorf("create this WorkloadIsolation's allow policy: %v", err)
+		}
+		// Another WorkloadIsolation that selects the same pods must not
+		// open them through the operator.
+		other := allowAll(guardedNamespace, "second-allow-world", nil)
+		other.Labels = generatedPolicy(guardedNamespace, other.Name, "second").Labels
+		if err := asOperator.Create(ctx, other, client.DryRunAll); !apierrors.IsForbidden(err) {
+			t.Errorf("the operator writing another WorkloadIsolation's widening policy over the guarded pods: want Forbidden, got %v", err)
+		}
+		if err := asOperator.Create(ctx, allowAll(guardedNamespace, "operator-open", nil), client.DryRunAll); !apierrors.IsForbidden(err) {
+			t.Errorf("the operator writing an unlabelled widening policy: want Forbidden, got %v", err)
 		}
 	})
 
@@ -286,6 +298,25 @@ func TestAdmissionGuard(t *testing.T) {
 		}
 		if err := as(namespaceCtrl).Delete(ctx, wi.DeepCopy(), client.DryRunAll); err != nil {
 			t.Errorf("namespace controller: %v", err)
+		}
+		// An owner the tenant may delete would take the guarded
+		// WorkloadIsolation with it through the garbage collector.
+		owner := `{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"anchor","uid":"1b2c3d4e-0000-0000-0000-000000000001"}]}}`
+		err = asTenant.Patch(ctx, wi.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(owner)), client.DryRunAll)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "owner references") {
+			t.Errorf("tenant setting an owner reference: want Forbidden about owner references, got %v", err)
+		}
+		created := &isolationv1alpha1.WorkloadIsolation{
+			ObjectMeta: metav1.ObjectMeta{Name: "owned", Namespace: guardedNamespace, OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "ConfigMap", Name: "anchor", UID: "1b2c3d4e-0000-0000-0000-000000000001"}}},
+			Spec: wi.Spec,
+		}
+		if err := asTenant.Create(ctx, created, client.DryRunAll); !apierrors.IsForbidden(err) {
+			t.Errorf("tenant creating a guarded WorkloadIsolation with an owner: want Forbidden, got %v", err)
+		}
+		created.OwnerReferences = nil
+		if err := asTenant.Create(ctx, created.DeepCopy(), client.DryRunAll); err != nil {
+			t.Errorf("tenant creating a guarded WorkloadIsolation without an owner: %v", err)
 		}
 	})
 
