@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
@@ -208,8 +209,17 @@ func TestAdmissionGuard(t *testing.T) {
 		}
 		own := allowAll(guardedNamespace, guardedName+"-allow-api", nil)
 		own.Labels = generatedPolicy(guardedNamespace, own.Name, guardedName).Labels
+		own.OwnerReferences = []metav1.OwnerReference{{APIVersion: "isolation.isolator.dev/v1alpha1", Kind: "WorkloadIsolation",
+			Name: guardedName, UID: wi.UID, Controller: ptr.To(true)}}
 		if err := asOperator.Create(ctx, own, client.DryRunAll); err != nil {
 			t.Errorf("create this WorkloadIsolation's allow policy: %v", err)
+		}
+		// The owner label alone (names can be made to collide) does not
+		// make a policy this WorkloadIsolation's own.
+		labelled := allowAll(guardedNamespace, guardedName+"-allow-labelled", nil)
+		labelled.Labels = generatedPolicy(guardedNamespace, labelled.Name, guardedName).Labels
+		if err := asOperator.Create(ctx, labelled, client.DryRunAll); !apierrors.IsForbidden(err) {
+			t.Errorf("the operator writing a widening policy that only carries the owner label: want Forbidden, got %v", err)
 		}
 		// Another WorkloadIsolation that selects the same pods must not
 		// open them through the operator.
@@ -317,6 +327,18 @@ func TestAdmissionGuard(t *testing.T) {
 		created.OwnerReferences = nil
 		if err := asTenant.Create(ctx, created.DeepCopy(), client.DryRunAll); err != nil {
 			t.Errorf("tenant creating a guarded WorkloadIsolation without an owner: %v", err)
+		}
+		// An unguarded one may have owners; it becomes guarded only
+		// without them.
+		unguarded := created.DeepCopy()
+		unguarded.Name, unguarded.Spec.Guard = "owned-unguarded", ""
+		unguarded.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "anchor", UID: "1b2c3d4e-0000-0000-0000-000000000001"}}
+		if err := asTenant.Create(ctx, unguarded); err != nil {
+			t.Fatalf("tenant creating an unguarded WorkloadIsolation with an owner: %v", err)
+		}
+		err = asTenant.Patch(ctx, unguarded.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"guard":"Enforce"}}`)), client.DryRunAll)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "owner references") {
+			t.Errorf("guarding a WorkloadIsolation that has an owner: want Forbidden about owner references, got %v", err)
 		}
 	})
 
