@@ -150,6 +150,11 @@ func generateEgress(r *rand.Rand) *scenario {
 		for range r.IntN(3) {
 			rule.Ports = append(rule.Ports, generateEgressPort(r))
 		}
+		// A preset's ports cannot apply next to other destinations, so
+		// the API asks such a rule for its own ports.
+		if len(rule.Ports) == 0 && len(rule.To) > 1 && slices.ContainsFunc(rule.To, func(p isolationv1alpha1.EgressPeer) bool { return p.Preset != "" }) {
+			rule.Ports = append(rule.Ports, generateEgressPort(r))
+		}
 		s.wi.Spec.Egress = append(s.wi.Spec.Egress, rule)
 	}
 	s.wi.Spec.DNS = pick(r, []string{"", "", "None", "cluster-dns"})
