@@ -91,9 +91,16 @@ func TestAdmissionGuard(t *testing.T) {
 	if err := admin.Status().Update(ctx, wi); err != nil {
 		t.Fatal(err)
 	}
+	// The guard fails closed until the API server has synced its parameter
+	// kind, so even the first write may be refused for a moment.
 	generated := generatedPolicy(guardedNamespace, guardedName+"-default-deny", guardedName)
-	if err := admin.Create(ctx, generated.DeepCopy()); err != nil {
-		t.Fatal(err)
+	var createErr error
+	waitFor(ctx, t, "the guard's parameter kind to sync", func() bool {
+		createErr = admin.Create(ctx, generated.DeepCopy())
+		return createErr == nil || !strings.Contains(createErr.Error(), "not yet synced")
+	})
+	if createErr != nil {
+		t.Fatal(createErr)
 	}
 
 	// The API server starts enforcing a new policy, and sees parameter
