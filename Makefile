@@ -98,7 +98,7 @@ bench: envtest build ## Full benchmark (M=100, P=10000, N=1000, 60 s idle window
 .PHONY: bench-smoke
 bench-smoke: envtest build ## Small benchmark run (N=50), as CI runs it to prove the benchmark works.
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" go run ./test/bench --manager $(LOCALBIN)/manager --json bin/bench-smoke.json \
-		--namespaces 10 --pods 500 --workloadisolations 50 --idle 5s --samples 20 $(BENCH_FLAGS)
+		--sizes 10:500:50 --runs 1 --idle 5s --samples 20 --pod-churn-rate 20 --pod-churn-duration 5s --namespace-churn 10 $(BENCH_FLAGS)
 
 ##@ Development
 

@@ -125,3 +125,15 @@ func FreeAddress() (string, error) {
 	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
+
+// Kill ends the operator at once (SIGKILL), as a crashed or evicted process
+// ends: it neither finishes its work nor releases its leader lease.
+func (o *Operator) Kill() {
+	select {
+	case <-o.exited:
+		return
+	default:
+	}
+	_ = o.cmd.Process.Kill()
+	<-o.exited
+}
