@@ -92,11 +92,11 @@ test-oracle: ## Run the oracle property tests alone (ORACLE_SEED, ORACLE_CASES t
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: envtest build ## Full benchmark (M=100, P=10000, N=1000, 60 s idle window); results in bench.json.
+bench: envtest build ## Full benchmark (N=1,000 and N=10,000, 3 runs each, churn, restart, failover; about 50 min); results in bench.json.
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" go run ./test/bench --manager $(LOCALBIN)/manager --json bench.json $(BENCH_FLAGS)
 
 .PHONY: bench-smoke
-bench-smoke: envtest build ## Small benchmark run (N=50), as CI runs it to prove the benchmark works.
+bench-smoke: envtest build ## Small benchmark run (N=50, every scenario), as CI runs it to prove the benchmark works.
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" go run ./test/bench --manager $(LOCALBIN)/manager --json bin/bench-smoke.json \
 		--sizes 10:500:50 --runs 1 --idle 5s --samples 20 --pod-churn-rate 20 --pod-churn-duration 5s --namespace-churn 10 $(BENCH_FLAGS)
 

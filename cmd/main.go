@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -82,10 +85,23 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	setMemoryLimit()
 
 	if err := run(o); err != nil {
 		ctrl.Log.Error(err, "manager failed")
 		os.Exit(1)
+	}
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
+// container's memory limit (its cgroup's), so that the garbage collector
+// keeps the heap below it instead of letting the process be killed for
+// memory it no longer uses. GOMEMLIMIT, when set, wins; AUTOMEMLIMIT sets
+// another ratio or "off". Without a limit nothing changes.
+func setMemoryLimit() {
+	logger := ctrl.Log.WithName("memlimit")
+	if _, err := memlimit.Set(memlimit.WithLogger(slog.New(logr.ToSlogHandler(logger)))); err != nil {
+		logger.Error(err, "the Go memory limit is not set; the garbage collector ignores the container's memory limit")
 	}
 }
 

@@ -30,11 +30,12 @@ const workloadRefIndex = "spec.target.workloadRef"
 // CacheOptions restricts the manager's cache to what the reconciler needs, so
 // memory stays small on large clusters: workloads are stripped down to their
 // selector, Pods and Namespaces are watched metadata-only (see
-// SetupWithManager), and managed fields are dropped from every object.
+// SetupWithManager) and cut down further (slimObjects), and managed fields
+// are dropped from every object.
 // NetworkPolicies are cached whole: the isolation analysis reads all of them.
 func CacheOptions() cache.Options {
 	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: slimObjects,
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}:  {Transform: keepSelectorOnly},
 			&appsv1.StatefulSet{}: {Transform: keepSelectorOnly},
@@ -55,6 +56,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return fmt.Errorf("indexing WorkloadIsolations by workloadRef: %w", err)
 	}
+	r.namespaces.watched.Store(true)
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Generated names can collide between resources of a namespace.
@@ -125,8 +127,10 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 // not depend on which namespaces exist (namespace selectors are compared by
 // their requirements); only whether a widening is open now or latent does,
 // and only resources with an exposure have one to report. Other resources
-// are not re-analysed, so namespace churn costs little.
+// are not re-analysed, so namespace churn costs little. The namespace
+// snapshot of the analysis is marked out of date.
 func (r *WorkloadIsolationReconciler) mapExposed(ctx context.Context, ns client.Object) []reconcile.Request {
+	r.namespaces.invalidate()
 	list := &isolationv1alpha1.WorkloadIsolationList{}
 	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations")

@@ -70,6 +70,8 @@ type WorkloadIsolationReconciler struct {
 	repairs sync.Map
 	// portChecks remembers the last named-port check per object (portCheck).
 	portChecks sync.Map
+	// namespaces is the cluster's namespaces for the analysis.
+	namespaces namespaceSnapshot
 
 	// CiliumPolicies is true when the cluster serves CiliumNetworkPolicy:
 	// on Cilium the operator then writes the Cilium objects an intent needs
@@ -245,21 +247,18 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	// Analyse what is in place even when a write failed, so that Isolated
 	// says what the cluster holds, not what was meant to be written.
-	namespaces := &metav1.PartialObjectMetadataList{}
-	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, namespaces, client.UnsafeDisableDeepCopy); err != nil {
-		return withTransient(outcome, errors.Join(syncErr, fmt.Errorf("listing namespaces: %w", err)))
+	namespaces, namespaceNames, err := r.namespaces.get(ctx, r.Client)
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
 	}
-	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces.Items)
+	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces)
 	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
 	if syncErr != nil {
 		return withTransient(outcome, syncErr)
 	}
-	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool {
-		return slices.ContainsFunc(namespaces.Items, func(ns metav1.PartialObjectMetadata) bool { return ns.Name == name })
-	})
+	outcome.MissingSources = policy.MissingNamespaces(wi, func(name string) bool { return namespaceNames[name] })
 	outcome.UndeclaredPorts, err = r.undeclaredPorts(ctx, wi, selector, len(pods), podSet)
 	if err != nil {
 		return withTransient(outcome, err)
@@ -333,7 +332,7 @@ func (r *WorkloadIsolationReconciler) contestedNames(ctx context.Context, wi *is
 // reports a drift that was repaired a moment ago nor a policy that no longer
 // exists.
 func (r *WorkloadIsolationReconciler) analyze(wi *isolationv1alpha1.WorkloadIsolation, pods []analysis.Object,
-	declared, listed []networkingv1.NetworkPolicy, res syncResult, namespaces []metav1.PartialObjectMetadata) *analysis.Report {
+	declared, listed []networkingv1.NetworkPolicy, res syncResult, namespaces []analysis.Object) *analysis.Report {
 	current := make(map[string]networkingv1.NetworkPolicy, len(listed))
 	for _, np := range listed {
 		current[np.Name] = np
@@ -346,13 +345,10 @@ func (r *WorkloadIsolationReconciler) analyze(wi *isolationv1alpha1.WorkloadIsol
 	}
 	in := analysis.Input{
 		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
-		OwnerOf: analysis.ControllingIsolation,
+		OwnerOf: analysis.ControllingIsolation, Namespaces: namespaces,
 	}
 	for _, name := range slices.Sorted(maps.Keys(current)) {
 		in.Policies = append(in.Policies, current[name])
-	}
-	for _, ns := range namespaces {
-		in.Namespaces = append(in.Namespaces, analysis.Object{Name: ns.Name, Labels: ns.Labels})
 	}
 	report := analysis.Analyze(in)
 	return &report

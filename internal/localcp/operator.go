@@ -32,6 +32,12 @@ type Operator struct {
 // have synced. With leader election that holds for standbys too; the CNI is
 // classified only by the leader, shortly after it starts.
 func StartOperator(ctx context.Context, binary, kubeconfig, logPath string, args ...string) (*Operator, error) {
+	return StartOperatorEnv(ctx, nil, binary, kubeconfig, logPath, args...)
+}
+
+// StartOperatorEnv is StartOperator with environment variables added to
+// this process's, such as GOMEMLIMIT.
+func StartOperatorEnv(ctx context.Context, env []string, binary, kubeconfig, logPath string, args ...string) (*Operator, error) {
 	if _, err := os.Stat(binary); err != nil {
 		return nil, fmt.Errorf("operator binary %s not found: build it with `make build`", binary)
 	}
@@ -52,6 +58,9 @@ func StartOperator(ctx context.Context, binary, kubeconfig, logPath string, args
 		"--health-probe-bind-address=" + o.ProbeAddr, "--pprof-bind-address=" + o.PprofAddr,
 		"--metrics-secure=false",
 	}, args...)...)
+	if env != nil {
+		o.cmd.Env = append(os.Environ(), env...)
+	}
 	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
 	if err := o.cmd.Start(); err != nil {
 		_ = logFile.Close()

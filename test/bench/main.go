@@ -35,8 +35,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/isolator-dev/isolator/internal/localcp"
 )
@@ -57,6 +60,7 @@ type options struct {
 	namespaceChurn int
 	restart        bool
 	failover       bool
+	memoryLimit    resource.Quantity
 }
 
 // Size is one scale of the scale scenario.
@@ -99,9 +103,14 @@ func main() {
 	flag.IntVar(&o.namespaceChurn, "namespace-churn", 200, "Namespaces created and then labelled in the namespace churn scenario; 0 skips it.")
 	flag.BoolVar(&o.restart, "restart", true, "Run the restart scenario.")
 	flag.BoolVar(&o.failover, "failover", true, "Run the failover scenario.")
+	memoryLimit := flag.String("operator-memory-limit", "320Mi",
+		"The operator's container memory limit to emulate (the chart's default); the operator sets its Go memory limit to 90% of it. 0 runs without.")
 	flag.Parse()
+	ctrllog.SetLogger(logr.Discard())
 	var err error
-	if o.sizes, err = parseSizes(sizes); err == nil {
+	if o.memoryLimit, err = resource.ParseQuantity(*memoryLimit); err != nil {
+		err = fmt.Errorf("--operator-memory-limit: %w", err)
+	} else if o.sizes, err = parseSizes(sizes); err == nil {
 		err = run(o)
 	}
 	if err != nil {

@@ -20,8 +20,9 @@ type Counters struct {
 	CPUSeconds float64
 	// QueueDepth of the WorkloadIsolation controller's work queue.
 	QueueDepth int64
-	// HeapInUse and RSS in bytes.
-	HeapInUse, RSS float64
+	// HeapInUse, HeapAlloc (live and not yet collected objects) and RSS in
+	// bytes.
+	HeapInUse, HeapAlloc, RSS float64
 	// Leader is whether this replica holds the leader lease.
 	Leader bool
 }
@@ -60,6 +61,7 @@ func readCounters(addr string) (Counters, error) {
 		CPUSeconds: sample(text, "process_cpu_seconds_total", nil),
 		QueueDepth: int64(sample(text, "workqueue_depth", func(labels string) bool { return strings.Contains(labels, `name="workloadisolation"`) })),
 		HeapInUse:  sample(text, "go_memstats_heap_inuse_bytes", nil),
+		HeapAlloc:  sample(text, "go_memstats_heap_alloc_bytes", nil),
 		RSS:        sample(text, "process_resident_memory_bytes", nil),
 		Leader:     sample(text, "leader_election_master_status", nil) > 0,
 	}, nil

@@ -37,10 +37,12 @@ func printMarkdown(r Results) {
 			if m.WorkloadIsolations > 0 {
 				target = "RSS ≤ 300 MiB"
 			}
-			row(fmt.Sprintf("Memory at P=%d, N=%d: heap in use / RSS", m.Pods, m.WorkloadIsolations), mib(m.HeapInUse)+" / "+mib(m.RSS), target)
+			row(fmt.Sprintf("Memory at P=%d, N=%d: heap in use / RSS / live heap", m.Pods, m.WorkloadIsolations),
+				mib(m.HeapInUse)+" / "+mib(m.RSS)+" / "+mib(m.LiveHeap), target)
 		}
-		row("Slope per pod: heap / RSS", fmt.Sprintf("%.0f B / %.0f B", s.HeapBytesPerPod, s.RSSBytesPerPod), "RSS ≤ 1024 B")
-		row("Slope per WorkloadIsolation (with its 2 policies): heap / RSS", fmt.Sprintf("%.0f B / %.0f B", s.HeapBytesPerWI, s.RSSBytesPerWI), "")
+		row("Slope per pod: heap in use / RSS / live heap", fmt.Sprintf("%.0f B / %.0f B / %.0f B", s.HeapBytesPerPod, s.RSSBytesPerPod, s.LiveBytesPerPod), "RSS ≤ 1024 B")
+		row("Slope per WorkloadIsolation (with its 2 policies): heap in use / RSS / live heap",
+			fmt.Sprintf("%.0f B / %.0f B / %.0f B", s.HeapBytesPerWI, s.RSSBytesPerWI, s.LiveBytesPerWI), "")
 	}
 	if c := r.PodChurn; c != nil {
 		header(fmt.Sprintf("Pod churn at N=%d: %d pod events per second", r.Scale[0].WorkloadIsolations, c.Rate))

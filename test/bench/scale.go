@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,7 +29,7 @@ import (
 // ScaleResult is the scale scenario at one size.
 type ScaleResult struct {
 	Size
-	// Runs are the convergence runs, each on fresh control planes.
+	// Runs are the convergence runs, each on a fresh control plane.
 	Runs        []ConvergenceRun
 	MedianRatio float64
 	// The rest is measured in the first run.
@@ -38,6 +39,7 @@ type ScaleResult struct {
 	Memory                          []MemoryPoint
 	HeapBytesPerPod, HeapBytesPerWI float64
 	RSSBytesPerPod, RSSBytesPerWI   float64
+	LiveBytesPerPod, LiveBytesPerWI float64
 }
 
 // ConvergenceRun is one measurement of the operator against the bare client.
@@ -54,10 +56,11 @@ type Percentiles struct {
 	P50, P95, P99 time.Duration
 }
 
-// MemoryPoint is the operator's memory at one size.
+// MemoryPoint is the operator's memory at one size: heap in use and RSS as
+// the operator runs, and the live heap after a forced collection.
 type MemoryPoint struct {
 	Pods, WorkloadIsolations int
-	HeapInUse, RSS           float64
+	HeapInUse, RSS, LiveHeap float64
 }
 
 // scene is a control plane with the operator running against it.
@@ -87,9 +90,18 @@ func operatorArgs(o options, extra ...string) []string {
 		"--max-concurrent-reconciles=" + strconv.Itoa(o.workers), "--zap-log-level=error"}, extra...)
 }
 
+// operatorEnv gives the operator the Go memory limit it sets itself in a
+// container with --operator-memory-limit (90% of it), as the chart runs it.
+func (o options) operatorEnv() []string {
+	if o.memoryLimit.IsZero() {
+		return []string{"AUTOMEMLIMIT=off"}
+	}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%d", o.memoryLimit.Value()*9/10)}
+}
+
 func (s *scene) startOperator(ctx context.Context, name string, extra ...string) (*localcp.Operator, error) {
 	logPath := filepath.Join(os.TempDir(), "isolator-bench-"+name+".log")
-	op, err := localcp.StartOperator(ctx, s.o.manager, s.cp.Kubeconfig, logPath, operatorArgs(s.o, extra...)...)
+	op, err := localcp.StartOperatorEnv(ctx, s.o.operatorEnv(), s.o.manager, s.cp.Kubeconfig, logPath, operatorArgs(s.o, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,15 +109,14 @@ func (s *scene) startOperator(ctx context.Context, name string, extra ...string)
 	return op, nil
 }
 
-// scaleRun measures one convergence at size, on fresh control planes for
-// the bare client and for the operator; more runs on the operator's scene
-// before it is torn down.
+// scaleRun measures one convergence at size on a fresh control plane: the
+// operator runs while the namespaces and pods are created (memory recorded
+// at P/10 and P pods), is stopped while the bare client does its writes in
+// namespaces of its own and removes them again, and is started afresh
+// before the WorkloadIsolations are created. Both are measured against the
+// same cluster. more runs on the scene before it is torn down.
 func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResult, more func(*scene) error) error {
-	log("%s, run %d of %d: bare client on a fresh control plane", size, run+1, o.runs)
-	bare, err := bareClient(ctx, o, size)
-	if err != nil {
-		return err
-	}
+	log("%s, run %d of %d", size, run+1, o.runs)
 	cp, err := localcp.Start(localcp.Options{CRDDirectoryPaths: []string{o.crds}})
 	if err != nil {
 		return err
@@ -141,11 +152,28 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 			return err
 		}
 	}
+	s.operator.Stop()
+	log("bare client: %d WorkloadIsolations with their writes, operator stopped", size.WorkloadIsolations)
+	bare, err := s.bareClient(ctx)
+	if err != nil {
+		return err
+	}
+	if s.operator, err = s.startOperator(ctx, "manager"); err != nil {
+		return err
+	}
+	if record {
+		if err := s.recordMemory(sr, size.Pods, 0); err != nil {
+			return err
+		}
+	}
 
 	log("creating %d WorkloadIsolations and waiting until all are Ready", size.WorkloadIsolations)
 	profiled := make(chan error, 1)
-	if o.cpuProfile != "" && record && len(sr.Runs) == 0 {
-		go func() { profiled <- profile(s.operator.PprofAddr, "profile?seconds=10", o.cpuProfile) }()
+	if o.cpuProfile != "" && record {
+		go func() {
+			path := fmt.Sprintf("%s.%d", o.cpuProfile, size.WorkloadIsolations)
+			profiled <- profile(s.operator.PprofAddr, "profile?seconds=10", path)
+		}()
 	} else {
 		profiled <- nil
 	}
@@ -163,6 +191,10 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 		return err
 	}
 	took := time.Since(start)
+	// Writes still under way when the last status arrived count too.
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	after, err := readCounters(s.operator.MetricsAddr)
 	if err != nil {
 		return err
@@ -228,15 +260,18 @@ func (sr *ScaleResult) summarise() {
 		ratios = append(ratios, r.Ratio)
 	}
 	sr.MedianRatio = median(ratios)
-	if len(sr.Memory) < 3 {
+	if len(sr.Memory) < 4 {
 		return
 	}
-	a, b, c := sr.Memory[0], sr.Memory[1], sr.Memory[2]
+	// Pods: the first process, from P/10 to P pods. WorkloadIsolations: the
+	// second, from none to N.
+	a, b := sr.Memory[0], sr.Memory[1]
 	if dp := float64(b.Pods - a.Pods); dp > 0 {
-		sr.HeapBytesPerPod, sr.RSSBytesPerPod = (b.HeapInUse-a.HeapInUse)/dp, (b.RSS-a.RSS)/dp
+		sr.HeapBytesPerPod, sr.RSSBytesPerPod, sr.LiveBytesPerPod = (b.HeapInUse-a.HeapInUse)/dp, (b.RSS-a.RSS)/dp, (b.LiveHeap-a.LiveHeap)/dp
 	}
-	if dw := float64(c.WorkloadIsolations - b.WorkloadIsolations); dw > 0 {
-		sr.HeapBytesPerWI, sr.RSSBytesPerWI = (c.HeapInUse-b.HeapInUse)/dw, (c.RSS-b.RSS)/dw
+	c, d := sr.Memory[2], sr.Memory[3]
+	if dw := float64(d.WorkloadIsolations - c.WorkloadIsolations); dw > 0 {
+		sr.HeapBytesPerWI, sr.RSSBytesPerWI, sr.LiveBytesPerWI = (d.HeapInUse-c.HeapInUse)/dw, (d.RSS-c.RSS)/dw, (d.LiveHeap-c.LiveHeap)/dw
 	}
 }
 
@@ -257,12 +292,23 @@ func isolation(i int, size Size) *isolationv1alpha1.WorkloadIsolation {
 	}
 }
 
-// pod returns a pod API object (no node runs it) with realistic labels.
-func pod(name, namespace, app string, hash int) *corev1.Pod {
+// pod returns pod number index (an API object, no node runs it) of a
+// Deployment: the labels of its ReplicaSet, which all its pods share, an
+// owner reference to that ReplicaSet and two annotations.
+func pod(name, namespace, app string, index int) *corev1.Pod {
+	templateHash := fmt.Sprintf("%08x", fnv32(app))
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: namespace,
-			Labels: map[string]string{"app": app, "app.kubernetes.io/part-of": "bench", "pod-template-hash": strconv.Itoa(hash % 7)},
+			Labels: map[string]string{"app": app, "app.kubernetes.io/part-of": "bench", "pod-template-hash": templateHash},
+			Annotations: map[string]string{
+				"cni.projectcalico.org/podIP": fmt.Sprintf("10.%d.%d.%d/32", index>>16&255, index>>8&255, index&255),
+				"prometheus.io/scrape":        "true",
+			},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "apps/v1", Kind: "ReplicaSet", Name: app + "-" + templateHash,
+				UID: types.UID(fmt.Sprintf("00000000-0000-4000-8000-0000%s", templateHash)), Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+			}},
 		},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "registry.example/model-server:1", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}},
 	}
@@ -286,25 +332,14 @@ func (s *scene) createPods(ctx context.Context, from, to int) error {
 	})
 }
 
-// bareClient measures the API server's own limit: on a fresh control plane a
-// client creates each WorkloadIsolation and does what the operator must do
-// for it, with no reads and no reconciliation: apply its 2 NetworkPolicies
-// and write its status once.
-func bareClient(ctx context.Context, o options, size Size) (time.Duration, error) {
-	cp, err := localcp.Start(localcp.Options{CRDDirectoryPaths: []string{o.crds}})
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = cp.Stop() }()
-	c, err := newClient(cp.Config, o.parallel)
-	if err != nil {
-		return 0, err
-	}
-	if err := parallel(size.Namespaces, o.parallel, func(i int) error {
-		return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName(i)}})
-	}); err != nil {
-		return 0, err
-	}
+// bareClient measures the API server's own limit on the scene's cluster,
+// with the operator stopped: a client creates each WorkloadIsolation (named
+// bare-i, in the scene's namespaces) and does what the
+// operator must do for it, with no reads and no reconciliation: apply its 2
+// NetworkPolicies and write its status once. Afterwards it deletes what it
+// created, so that the operator finds none of it.
+func (s *scene) bareClient(ctx context.Context) (time.Duration, error) {
+	c, size := s.c, s.size
 	catalog := presets()
 	write := func(wi *isolationv1alpha1.WorkloadIsolation) error {
 		if err := c.Create(ctx, wi); err != nil {
@@ -328,18 +363,32 @@ func bareClient(ctx context.Context, o options, size Size) (time.Duration, error
 		wi.Status.ObservedGeneration = wi.Generation
 		return c.Status().Patch(ctx, wi, client.MergeFrom(before))
 	}
+	bareIsolation := func(i int, name string) *isolationv1alpha1.WorkloadIsolation {
+		wi := isolation(i, size)
+		wi.Name = name
+		return wi
+	}
 	// Warm up discovery, the CRD's storage and connections, as the
 	// operator's control plane is warm when it is measured.
-	for k := range o.parallel {
-		warm := isolation(k, size)
-		warm.Name = fmt.Sprintf("warm-up-%d", k)
-		if err := write(warm); err != nil {
+	for k := range s.o.parallel {
+		if err := write(bareIsolation(k, fmt.Sprintf("warm-up-%d", k))); err != nil {
 			return 0, err
 		}
 	}
 	start := time.Now()
-	err = parallel(size.WorkloadIsolations, o.parallel, func(i int) error { return write(isolation(i, size)) })
-	return time.Since(start), err
+	err := parallel(size.WorkloadIsolations, s.o.parallel, func(i int) error { return write(bareIsolation(i, fmt.Sprintf("bare-%d", i))) })
+	took := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	log("bare client took %s; deleting its objects", took.Round(time.Millisecond))
+	return took, parallel(size.Namespaces, s.o.parallel, func(i int) error {
+		in := client.InNamespace(nsName(i))
+		if err := c.DeleteAllOf(ctx, &isolationv1alpha1.WorkloadIsolation{}, in); err != nil {
+			return err
+		}
+		return c.DeleteAllOf(ctx, &networkingv1.NetworkPolicy{}, in)
+	})
 }
 
 func presets() preset.Catalog {
@@ -399,8 +448,18 @@ func (s *scene) recordMemory(sr *ScaleResult, pods, wis int) error {
 		return err
 	}
 	point := MemoryPoint{Pods: pods, WorkloadIsolations: wis, HeapInUse: c.HeapInUse, RSS: c.RSS}
+	// The live heap: what is allocated right after a collection, which the
+	// heap profile endpoint forces.
+	if err := profile(s.operator.PprofAddr, "heap?gc=1", os.DevNull); err != nil {
+		return err
+	}
+	if c, err = readCounters(s.operator.MetricsAddr); err != nil {
+		return err
+	}
+	point.LiveHeap = c.HeapAlloc
 	sr.Memory = append(sr.Memory, point)
-	log("memory at %d pods, %d WorkloadIsolations: heap in use %.1f MiB, RSS %.1f MiB", pods, wis, point.HeapInUse/(1<<20), point.RSS/(1<<20))
+	log("memory at %d pods, %d WorkloadIsolations: heap in use %.1f MiB, RSS %.1f MiB, live heap %.1f MiB",
+		pods, wis, point.HeapInUse/(1<<20), point.RSS/(1<<20), point.LiveHeap/(1<<20))
 	return nil
 }
 
@@ -499,4 +558,10 @@ func percentiles(samples []time.Duration) Percentiles {
 		return samples[idx]
 	}
 	return Percentiles{Samples: len(samples), P50: at(0.50), P95: at(0.95), P99: at(0.99)}
+}
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
 }

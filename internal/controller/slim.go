@@ -1,0 +1,98 @@
+package controller
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"unique"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+)
+
+// slimObjects is the cache's default transform. Every object loses its
+// managed fields. The metadata of Pods and Namespaces, the most numerous
+// objects the operator caches, is cut down to what it reads (identity,
+// labels, deletion), and its repeated strings and label sets are shared:
+// annotations, owner references and finalizers, often the larger part of a
+// pod's metadata, are dropped.
+func slimObjects(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok && m.APIVersion == "v1" && (m.Kind == "Pod" || m.Kind == "Namespace") {
+		return slimMetadata(m), nil
+	}
+	return stripManagedFields(in)
+}
+
+var stripManagedFields = cache.TransformStripManagedFields()
+
+// slimMetadata keeps of a Pod's or Namespace's metadata what the operator
+// reads. The namespace is interned and the labels shared: the same strings
+// and the same label sets recur across thousands of pods.
+func slimMetadata(m *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata {
+	out := &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: intern(m.APIVersion), Kind: intern(m.Kind)},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              m.Name,
+			Namespace:         intern(m.Namespace),
+			UID:               m.UID,
+			ResourceVersion:   m.ResourceVersion,
+			DeletionTimestamp: m.DeletionTimestamp,
+		},
+	}
+	if len(m.Labels) > 0 {
+		out.Labels = sharedLabels.share(m.Labels)
+	}
+	return out
+}
+
+// maxLabelSets bounds the label sets remembered for sharing: beyond it the
+// table starts afresh (label sets already shared stay shared), so label
+// churn cannot grow it.
+const maxLabelSets = 1 << 14
+
+// labelSets hands out one map per distinct set of labels: the pods of one
+// ReplicaSet or StatefulSet carry the same labels, and a cached object's
+// labels are never modified (reads copy them or only read them).
+type labelSets struct {
+	mu   sync.Mutex
+	sets map[string]map[string]string
+}
+
+var sharedLabels = &labelSets{sets: map[string]map[string]string{}}
+
+func (l *labelSets) share(in map[string]string) map[string]string {
+	keys := slices.Sorted(maps.Keys(in))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(in[k])
+		b.WriteByte(0)
+	}
+	key := b.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if m, ok := l.sets[key]; ok {
+		return m
+	}
+	if len(l.sets) >= maxLabelSets {
+		l.sets = map[string]map[string]string{}
+	}
+	m := make(map[string]string, len(in))
+	for _, k := range keys {
+		m[intern(k)] = intern(in[k])
+	}
+	l.sets[key] = m
+	return m
+}
+
+// intern returns a canonical copy of s. The canonical copy lives as long as
+// any string returned for it; equal strings seen between two garbage
+// collections share one copy.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}

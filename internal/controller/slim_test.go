@@ -1,0 +1,122 @@
+package controller
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"unsafe"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+func fullMetadata(kind string) *metav1.PartialObjectMetadata {
+	now := metav1.Now()
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "model-7d9f8-abcde", GenerateName: "model-7d9f8-", Namespace: "team-a", UID: "0b6c3c8e-1f0a-4b8e-9d4c-3f2a1b0c9d8e",
+			ResourceVersion: "4711", Generation: 1, CreationTimestamp: now, DeletionTimestamp: &now,
+			Labels:          map[string]string{"app": "model", "pod-template-hash": "7d9f8"},
+			Annotations:     map[string]string{"cni.projectcalico.org/podIP": "10.0.0.7/32"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "model-7d9f8", UID: "1", Controller: ptr.To(true)}},
+			Finalizers:      []string{"example.com/keep"},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}},
+		},
+	}
+}
+
+// Cached pods and namespaces keep what the operator reads (identity, labels,
+// deletion) and nothing else; what it does not read costs memory on every
+// pod of a large cluster.
+func TestSlimObjectsCutsPodAndNamespaceMetadata(t *testing.T) {
+	for _, kind := range []string{"Pod", "Namespace"} {
+		in := fullMetadata(kind)
+		got, err := CacheOptions().DefaultTransform(in.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &metav1.PartialObjectMetadata{
+			TypeMeta: in.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: in.Name, Namespace: in.Namespace, UID: in.UID, ResourceVersion: in.ResourceVersion,
+				DeletionTimestamp: in.DeletionTimestamp, Labels: in.Labels},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v, want %+v", kind, got, want)
+		}
+	}
+}
+
+// Other objects keep all but their managed fields: owner references of
+// Cilium policies, for example, decide whether the operator owns them.
+func TestSlimObjectsKeepsOtherObjects(t *testing.T) {
+	cnp := fullMetadata("CiliumNetworkPolicy")
+	cnp.APIVersion = "cilium.io/v2"
+	np := &networkingv1.NetworkPolicy{ObjectMeta: *fullMetadata("").ObjectMeta.DeepCopy()}
+	for _, in := range []any{cnp, np} {
+		got, err := CacheOptions().DefaultTransform(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := got.(metav1.Object)
+		if obj.GetManagedFields() != nil {
+			t.Errorf("%T: managed fields kept", in)
+		}
+		if len(obj.GetOwnerReferences()) != 1 || len(obj.GetAnnotations()) != 1 || len(obj.GetFinalizers()) != 1 {
+			t.Errorf("%T: metadata cut: %+v", in, obj)
+		}
+	}
+}
+
+// Label strings recur on thousands of pods; the cache holds one copy.
+func TestSlimObjectsSharesLabelStrings(t *testing.T) {
+	decoded := func() *metav1.PartialObjectMetadata {
+		// As decoded from the API server: every string a copy of its own.
+		m := fullMetadata("Pod")
+		m.Namespace = strings.Clone(m.Namespace)
+		m.Labels = map[string]string{strings.Clone("app"): strings.Clone("model")}
+		return m
+	}
+	a, _ := slimObjects(decoded())
+	b, _ := slimObjects(decoded())
+	la, lb := a.(*metav1.PartialObjectMetadata).Labels, b.(*metav1.PartialObjectMetadata).Labels
+	if unsafeData(la["app"]) != unsafeData(lb["app"]) {
+		t.Error("label values of two pods are separate copies")
+	}
+	if unsafeData(a.(*metav1.PartialObjectMetadata).Namespace) != unsafeData(b.(*metav1.PartialObjectMetadata).Namespace) {
+		t.Error("namespaces of two pods are separate copies")
+	}
+}
+
+func unsafeData(s string) *byte { return unsafe.StringData(s) }
+
+// Pods with equal labels share one label map; different labels do not mix,
+// and the table of shared sets stays bounded under label churn.
+func TestSlimObjectsSharesLabelSets(t *testing.T) {
+	pod := func(labels map[string]string) map[string]string {
+		m := fullMetadata("Pod")
+		m.Labels = labels
+		out, _ := slimObjects(m)
+		return out.(*metav1.PartialObjectMetadata).Labels
+	}
+	a := pod(map[string]string{"app": "model", "pod-template-hash": "7d9f8"})
+	b := pod(map[string]string{"pod-template-hash": strings.Clone("7d9f8"), "app": strings.Clone("model")})
+	if reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
+		t.Error("equal label sets are separate maps")
+	}
+	// A key/value split that concatenates to the same text is another set.
+	c := pod(map[string]string{"app": "model\x00pod-template-hash", "x": "7d9f8"})
+	if reflect.DeepEqual(a, c) || c["x"] != "7d9f8" {
+		t.Errorf("different label sets mixed: %v", c)
+	}
+	for i := range 3 * maxLabelSets {
+		pod(map[string]string{"pod-template-hash": fmt.Sprint(i)})
+	}
+	sharedLabels.mu.Lock()
+	defer sharedLabels.mu.Unlock()
+	if n := len(sharedLabels.sets); n > maxLabelSets {
+		t.Errorf("%d label sets remembered, bound %d", n, maxLabelSets)
+	}
+}
