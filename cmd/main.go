@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -94,15 +95,14 @@ func main() {
 }
 
 // setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
-// container's memory limit (its cgroup's), so that the garbage collector
-// keeps the heap below it instead of letting the process be killed for
-// memory it no longer uses. GOMEMLIMIT, when set, wins; AUTOMEMLIMIT sets
-// another ratio or "off". Without a limit nothing changes.
+// container's memory limit (its cgroup's), and follows it when the pod is
+// resized, so that the garbage collector keeps the heap below it instead of
+// letting the process be killed for memory it no longer uses. GOMEMLIMIT,
+// when set, wins; AUTOMEMLIMIT sets another ratio or "off". Without a limit
+// nothing changes. The library logs what it did, and why not.
 func setMemoryLimit() {
-	logger := ctrl.Log.WithName("memlimit")
-	if _, err := memlimit.Set(memlimit.WithLogger(slog.New(logr.ToSlogHandler(logger)))); err != nil {
-		logger.Error(err, "the Go memory limit is not set; the garbage collector ignores the container's memory limit")
-	}
+	logger := slog.New(logr.ToSlogHandler(ctrl.Log.WithName("memlimit")))
+	_, _ = memlimit.Set(memlimit.WithLogger(logger), memlimit.WithRefreshInterval(context.Background(), time.Minute))
 }
 
 // cniOverride returns the CNI declared by flags or, failing that, by the

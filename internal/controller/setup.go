@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -55,6 +56,10 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []string{workloadRefKey(string(ref.Kind), ref.Name)}
 		}); err != nil {
 		return fmt.Errorf("indexing WorkloadIsolations by workloadRef: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &isolationv1alpha1.WorkloadIsolation{}, namespaceEventIndex,
+		namespaceEventKeys); err != nil {
+		return fmt.Errorf("indexing WorkloadIsolations by the namespaces that concern them: %w", err)
 	}
 	r.namespaces.watched.Store(true)
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -127,36 +132,62 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 // not depend on which namespaces exist (namespace selectors are compared by
 // their requirements); only whether a widening is open now or latent does,
 // and only resources with an exposure have one to report. Other resources
-// are not re-analysed, so namespace churn costs little. The namespace
-// snapshot of the analysis is marked out of date.
+// are not re-analysed, and an index finds the affected ones without looking
+// at the others, so a namespace event costs work in proportion to the
+// isolations it can affect. The namespace snapshot of the analysis is
+// marked out of date.
 func (r *WorkloadIsolationReconciler) mapExposed(ctx context.Context, ns client.Object) []reconcile.Request {
 	r.namespaces.invalidate()
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations")
-		return nil
+	seen := map[reconcile.Request]bool{}
+	var out []reconcile.Request
+	for _, key := range []string{exposedKey, presetNamespaceKey(ns.GetName())} {
+		list := &isolationv1alpha1.WorkloadIsolationList{}
+		if err := r.List(ctx, list, client.MatchingFields{namespaceEventIndex: key}, client.UnsafeDisableDeepCopy); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "index", key)
+			return nil
+		}
+		for _, req := range requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true }) {
+			if !seen[req] {
+				seen[req] = true
+				out = append(out, req)
+			}
+		}
 	}
-	return requests(list.Items, func(wi isolationv1alpha1.WorkloadIsolation) bool {
-		return len(wi.Status.Exposure) > 0 || namesPresetNamespace(&wi, ns.GetName())
-	})
+	return out
 }
 
-func namesPresetNamespace(wi *isolationv1alpha1.WorkloadIsolation, namespace string) bool {
+// namespaceEventIndex indexes WorkloadIsolations by what makes a namespace
+// event concern them: exposedKey while they report an exposure, and
+// presetNamespaceKey(name) for each presetNamespace they name.
+const (
+	namespaceEventIndex = "namespaceEvents"
+	exposedKey          = "exposed"
+)
+
+func presetNamespaceKey(name string) string { return "presetNamespace/" + name }
+
+func namespaceEventKeys(obj client.Object) []string {
+	wi := obj.(*isolationv1alpha1.WorkloadIsolation)
+	var keys []string
+	if len(wi.Status.Exposure) > 0 {
+		keys = append(keys, exposedKey)
+	}
 	for _, rule := range wi.Spec.Ingress {
 		for _, from := range rule.From {
-			if from.PresetNamespace == namespace {
-				return true
+			if from.PresetNamespace != "" {
+				keys = append(keys, presetNamespaceKey(from.PresetNamespace))
 			}
 		}
 	}
 	for _, rule := range wi.Spec.Egress {
 		for _, to := range rule.To {
-			if to.PresetNamespace == namespace {
-				return true
+			if to.PresetNamespace != "" {
+				keys = append(keys, presetNamespaceKey(to.PresetNamespace))
 			}
 		}
 	}
-	return false
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 func mapAll(ctx context.Context, r client.Reader) []reconcile.Request {

@@ -46,24 +46,39 @@ func slimMetadata(m *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata
 	return out
 }
 
-// maxLabelSets bounds the label sets remembered for sharing: beyond it the
-// table starts afresh (label sets already shared stay shared), so label
-// churn cannot grow it.
-const maxLabelSets = 1 << 14
+// Bounds of the label-set table. Only label sets of at most
+// maxSharedLabelBytes of text are shared (a pod's labels are usually a few
+// hundred bytes; an outsized set gains little from sharing and must not be
+// kept beyond its pod), and the table starts afresh once it holds
+// maxLabelTableBytes (label sets already shared stay shared), so label churn
+// cannot grow it: what it keeps beyond the live pods is bounded by bytes.
+const (
+	maxSharedLabelBytes = 1024
+	maxLabelTableBytes  = 4 << 20
+)
 
 // labelSets hands out one map per distinct set of labels: the pods of one
-// ReplicaSet or StatefulSet carry the same labels, and a cached object's
-// labels are never modified (reads copy them or only read them).
+// ReplicaSet carry the same labels, and a cached object's labels are never
+// modified (reads copy them or only read them).
 type labelSets struct {
-	mu   sync.Mutex
-	sets map[string]map[string]string
+	mu    sync.Mutex
+	sets  map[string]map[string]string
+	bytes int
 }
 
 var sharedLabels = &labelSets{sets: map[string]map[string]string{}}
 
 func (l *labelSets) share(in map[string]string) map[string]string {
+	size := 0
+	for k, v := range in {
+		size += len(k) + len(v)
+	}
+	if size > maxSharedLabelBytes {
+		return in
+	}
 	keys := slices.Sorted(maps.Keys(in))
 	var b strings.Builder
+	b.Grow(size + 2*len(keys))
 	for _, k := range keys {
 		b.WriteString(k)
 		b.WriteByte(0)
@@ -76,14 +91,18 @@ func (l *labelSets) share(in map[string]string) map[string]string {
 	if m, ok := l.sets[key]; ok {
 		return m
 	}
-	if len(l.sets) >= maxLabelSets {
-		l.sets = map[string]map[string]string{}
+	// The key, the map's strings and the map itself (about 48 bytes per
+	// entry and header).
+	cost := len(key) + size + 48*(len(in)+1)
+	if l.bytes+cost > maxLabelTableBytes {
+		l.sets, l.bytes = map[string]map[string]string{}, 0
 	}
 	m := make(map[string]string, len(in))
 	for _, k := range keys {
 		m[intern(k)] = intern(in[k])
 	}
 	l.sets[key] = m
+	l.bytes += cost
 	return m
 }
 

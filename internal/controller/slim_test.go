@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"unsafe"
@@ -79,6 +80,8 @@ func TestSlimObjectsSharesLabelStrings(t *testing.T) {
 		m.Labels = map[string]string{strings.Clone("app"): strings.Clone("model")}
 		return m
 	}
+	// Sharing holds between two collections; keep one from interfering.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	a, _ := slimObjects(decoded())
 	b, _ := slimObjects(decoded())
 	la, lb := a.(*metav1.PartialObjectMetadata).Labels, b.(*metav1.PartialObjectMetadata).Labels
@@ -111,12 +114,30 @@ func TestSlimObjectsSharesLabelSets(t *testing.T) {
 	if reflect.DeepEqual(a, c) || c["x"] != "7d9f8" {
 		t.Errorf("different label sets mixed: %v", c)
 	}
-	for i := range 3 * maxLabelSets {
-		pod(map[string]string{"pod-template-hash": fmt.Sprint(i)})
+	// Label churn does not grow the table beyond its bound in bytes.
+	for i := range 100000 {
+		pod(map[string]string{"app": "model", "pod-template-hash": fmt.Sprint(i)})
 	}
 	sharedLabels.mu.Lock()
+	n := sharedLabels.bytes
+	sharedLabels.mu.Unlock()
+	if n > maxLabelTableBytes {
+		t.Errorf("label table holds %d bytes, bound %d", n, maxLabelTableBytes)
+	}
+	// An outsized label set is not kept in the table at all.
+	huge := map[string]string{}
+	for i := range 20 {
+		huge[fmt.Sprintf("key-%d", i)] = strings.Repeat("v", 63)
+	}
+	got := pod(huge)
+	sharedLabels.mu.Lock()
 	defer sharedLabels.mu.Unlock()
-	if n := len(sharedLabels.sets); n > maxLabelSets {
-		t.Errorf("%d label sets remembered, bound %d", n, maxLabelSets)
+	for _, m := range sharedLabels.sets {
+		if reflect.ValueOf(m).UnsafePointer() == reflect.ValueOf(got).UnsafePointer() {
+			t.Error("an outsized label set is kept in the table")
+		}
+	}
+	if !reflect.DeepEqual(got, huge) {
+		t.Error("an outsized label set lost labels")
 	}
 }

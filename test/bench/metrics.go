@@ -18,8 +18,9 @@ type Counters struct {
 	Reconciles int64
 	// CPUSeconds of the operator process.
 	CPUSeconds float64
-	// QueueDepth of the WorkloadIsolation controller's work queue.
-	QueueDepth int64
+	// QueueDepth of the WorkloadIsolation controller's work queue, and
+	// ActiveWorkers: reconciles in progress.
+	QueueDepth, ActiveWorkers int64
 	// HeapInUse, HeapAlloc (live and not yet collected objects) and RSS in
 	// bytes.
 	HeapInUse, HeapAlloc, RSS float64
@@ -57,13 +58,14 @@ func readCounters(addr string) (Counters, error) {
 			}
 			return false
 		})),
-		Reconciles: int64(sample(text, "controller_runtime_reconcile_total", workloadisolation)),
-		CPUSeconds: sample(text, "process_cpu_seconds_total", nil),
-		QueueDepth: int64(sample(text, "workqueue_depth", func(labels string) bool { return strings.Contains(labels, `name="workloadisolation"`) })),
-		HeapInUse:  sample(text, "go_memstats_heap_inuse_bytes", nil),
-		HeapAlloc:  sample(text, "go_memstats_heap_alloc_bytes", nil),
-		RSS:        sample(text, "process_resident_memory_bytes", nil),
-		Leader:     sample(text, "leader_election_master_status", nil) > 0,
+		Reconciles:    int64(sample(text, "controller_runtime_reconcile_total", workloadisolation)),
+		CPUSeconds:    sample(text, "process_cpu_seconds_total", nil),
+		QueueDepth:    int64(sample(text, "workqueue_depth", func(labels string) bool { return strings.Contains(labels, `name="workloadisolation"`) })),
+		ActiveWorkers: int64(sample(text, "controller_runtime_active_workers", workloadisolation)),
+		HeapInUse:     sample(text, "go_memstats_heap_inuse_bytes", nil),
+		HeapAlloc:     sample(text, "go_memstats_heap_alloc_bytes", nil),
+		RSS:           sample(text, "process_resident_memory_bytes", nil),
+		Leader:        sample(text, "leader_election_master_status", nil) > 0,
 	}, nil
 }
 

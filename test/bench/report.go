@@ -51,8 +51,8 @@ func printMarkdown(r Results) {
 			if strings.HasPrefix(p.Pods, "not") {
 				target = "0 writes"
 			}
-			row(fmt.Sprintf("Pods %s: %d events in %s; writes / reconciles / CPU seconds per 1,000 events",
-				p.Pods, p.Events, p.Duration.Round(time.Second)),
+			row(fmt.Sprintf("Pods %s: %d events in %s (%.0f per second); writes / reconciles / CPU seconds per 1,000 events",
+				p.Pods, p.Events, p.Duration.Round(time.Second), float64(p.Events)/p.Duration.Seconds()),
 				fmt.Sprintf("%.0f / %.0f / %.2f", p.WritesPer1000, p.ReconcilesPer1000, p.CPUSecondsPer1000), target)
 		}
 		row("Rule edit → policy updated during churn", lat(c.EditLatency), "p99 ≤ 250 ms")

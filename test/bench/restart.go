@@ -93,8 +93,8 @@ func restart(ctx context.Context, s *scene) (*RestartResult, error) {
 	return res, nil
 }
 
-// reevaluated waits until op has reconciled at least n times and its queue
-// is empty, and returns the time since start.
+// reevaluated waits until op has reconciled at least n times, its queue is
+// empty and no reconcile is in progress, and returns the time since start.
 func reevaluated(ctx context.Context, op *localcp.Operator, n int, start time.Time) (time.Duration, error) {
 	var took time.Duration
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Minute, true, func(context.Context) (bool, error) {
@@ -103,7 +103,7 @@ func reevaluated(ctx context.Context, op *localcp.Operator, n int, start time.Ti
 			return false, err
 		}
 		took = time.Since(start)
-		return c.Reconciles >= int64(n) && c.QueueDepth == 0, nil
+		return c.Reconciles >= int64(n) && c.QueueDepth == 0 && c.ActiveWorkers == 0, nil
 	})
 	return took, err
 }
@@ -146,11 +146,13 @@ func failover(ctx context.Context, s *scene) (*FailoverResult, error) {
 		if err := s.c.Get(ctx, key, np); err != nil {
 			return nil, err
 		}
+		// The policy is deleted once the leader has exited, so that only
+		// the new leader can restore it; the time counts from the signal.
 		start := time.Now()
 		if how == "killed" {
 			replicas[leader].Kill()
 		} else {
-			go replicas[leader].Stop()
+			replicas[leader].Stop()
 		}
 		if err := s.c.Delete(ctx, np); err != nil {
 			return nil, err

@@ -70,7 +70,6 @@ type scene struct {
 	cp       *localcp.ControlPlane
 	c        client.WithWatch
 	operator *localcp.Operator
-	logPath  string
 	// churn counts pods created by the churn scenarios.
 	churn int
 	// restores counts the policy restores timed.
@@ -130,6 +129,7 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	if s.operator, err = s.startOperator(ctx, "manager"); err != nil {
 		return err
 	}
+	// The operator in place at the end: the scenarios replace it.
 	defer func() { s.operator.Stop() }()
 
 	record := run == 0
@@ -158,9 +158,11 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	if err != nil {
 		return err
 	}
-	if s.operator, err = s.startOperator(ctx, "manager"); err != nil {
+	op, err := s.startOperator(ctx, "manager")
+	if err != nil {
 		return err
 	}
+	s.operator = op
 	if record {
 		if err := s.recordMemory(sr, size.Pods, 0); err != nil {
 			return err
@@ -476,7 +478,8 @@ func (s *scene) recordMemory(sr *ScaleResult, pods, wis int) error {
 	return nil
 }
 
-// settle waits until the operator's work queue has stayed empty for 3 s.
+// settle waits until the operator's work queue has stayed empty, with no
+// reconcile in progress, for 3 s.
 func (s *scene) settle(ctx context.Context) error {
 	return s.settleOn(ctx, s.operator)
 }
@@ -488,7 +491,7 @@ func (s *scene) settleOn(ctx context.Context, op *localcp.Operator) error {
 		if err != nil {
 			return false, err
 		}
-		if c.QueueDepth > 0 {
+		if c.QueueDepth > 0 || c.ActiveWorkers > 0 {
 			quiet = time.Time{}
 			return false, nil
 		}
