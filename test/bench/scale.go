@@ -46,8 +46,10 @@ type ScaleResult struct {
 type ConvergenceRun struct {
 	Operator, BareClient time.Duration
 	Ratio                float64
-	// Writes the operator sent until all were Ready.
-	Writes int64
+	// Writes the operator sent until all were Ready, and the CPU seconds
+	// it used meanwhile.
+	Writes     int64
+	CPUSeconds float64
 }
 
 // Percentiles of a latency distribution.
@@ -204,9 +206,11 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	if err := <-profiled; err != nil {
 		return err
 	}
-	cr := ConvergenceRun{Operator: took, BareClient: bare, Ratio: took.Seconds() / bare.Seconds(), Writes: after.Sub(before).Writes}
+	d := after.Sub(before)
+	cr := ConvergenceRun{Operator: took, BareClient: bare, Ratio: took.Seconds() / bare.Seconds(), Writes: d.Writes, CPUSeconds: d.CPUSeconds}
 	sr.Runs = append(sr.Runs, cr)
-	log("run %d: operator %s, bare client %s, ratio %.2f, %d writes", run+1, took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes)
+	log("run %d: operator %s, bare client %s, ratio %.2f, %d writes, %.1f operator CPU seconds", run+1,
+		took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes, cr.CPUSeconds)
 	if record {
 		if err := s.recordMemory(sr, size.Pods, size.WorkloadIsolations); err != nil {
 			return err
