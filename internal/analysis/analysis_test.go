@@ -411,12 +411,7 @@ func TestAnalyze(t *testing.T) {
 			for _, e := range report.Exposures {
 				got = append(got, e.Summary)
 			}
-			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
-				t.Errorf("exposures:\n got %q\nwant %q", got, tt.want)
-			}
-			if report.Isolated() != (len(tt.want) == 0) {
-				t.Errorf("Isolated() = %v", report.Isolated())
-			}
+			checkExposures(t, report, got, tt.want)
 		})
 	}
 }
@@ -568,5 +563,18 @@ func TestAnalyzeBudgetFailsClosed(t *testing.T) {
 	last := r.Exposures[len(r.Exposures)-1]
 	if last.Policy != analysis.Incomplete || !last.Widens || !strings.Contains(last.Summary, "budget") {
 		t.Errorf("want a closing Incomplete exposure, got %+v", last)
+	}
+}
+
+// checkExposures compares a report's exposures, as rendered by the caller,
+// with the wanted ones, and checks that it is Isolated exactly when none are
+// wanted.
+func checkExposures(t *testing.T, report analysis.Report, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("exposures:\n got %q\nwant %q", got, want)
+	}
+	if report.Isolated() != (len(want) == 0) {
+		t.Errorf("Isolated() = %v", report.Isolated())
 	}
 }

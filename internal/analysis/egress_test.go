@@ -378,13 +378,7 @@ func TestAnalyzeEgress(t *testing.T) {
 				declared = egressSeed
 			}
 			report := analysis.Analyze(egressInput(t, declared, tt.foreign))
-			got := exposures(report)
-			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
-				t.Errorf("exposures:\n got %q\nwant %q", got, tt.want)
-			}
-			if report.Isolated() != (len(tt.want) == 0) {
-				t.Errorf("Isolated() = %v", report.Isolated())
-			}
+			checkExposures(t, report, exposures(report), tt.want)
 		})
 	}
 }
