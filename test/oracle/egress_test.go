@@ -588,17 +588,7 @@ var foreignEgressCIDRs = []networkingv1.IPBlock{
 func foreignEgressPolicies(r *rand.Rand, s *scenario) []networkingv1.NetworkPolicy {
 	var out []networkingv1.NetworkPolicy
 	for i := range r.IntN(4) {
-		np := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("foreign-%d", i), Namespace: targetNamespace}}
-		switch r.IntN(4) {
-		case 0:
-			np.Spec.PodSelector = metav1.LabelSelector{}
-		case 1:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}
-		case 2:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"tier": pick(r, tiers)}}
-		default:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "client"}}
-		}
+		np := foreignPolicy(r, i)
 		egress := networkingv1.PolicyTypeEgress
 		ingress := networkingv1.PolicyTypeIngress
 		switch r.IntN(10) {

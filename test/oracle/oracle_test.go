@@ -499,17 +499,7 @@ func generatePort(r *rand.Rand) isolationv1alpha1.Port {
 func foreignPolicies(r *rand.Rand, s *scenario) []networkingv1.NetworkPolicy {
 	var out []networkingv1.NetworkPolicy
 	for i := range r.IntN(4) {
-		np := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("foreign-%d", i), Namespace: targetNamespace}}
-		switch r.IntN(4) {
-		case 0:
-			np.Spec.PodSelector = metav1.LabelSelector{}
-		case 1:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}
-		case 2:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"tier": pick(r, tiers)}}
-		default:
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "client"}}
-		}
+		np := foreignPolicy(r, i)
 		if r.IntN(6) == 0 {
 			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
 			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
@@ -545,4 +535,22 @@ func foreignPolicies(r *rand.Rand, s *scenario) []networkingv1.NetworkPolicy {
 		out = append(out, np)
 	}
 	return out
+}
+
+// foreignPolicy returns the i-th policy others wrote in the target namespace,
+// with no rules yet: it selects every pod, the target, pods of a tier, or
+// other pods.
+func foreignPolicy(r *rand.Rand, i int) networkingv1.NetworkPolicy {
+	np := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("foreign-%d", i), Namespace: targetNamespace}}
+	switch r.IntN(4) {
+	case 0:
+		np.Spec.PodSelector = metav1.LabelSelector{}
+	case 1:
+		np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "local-ai"}}
+	case 2:
+		np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"tier": pick(r, tiers)}}
+	default:
+		np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "client"}}
+	}
+	return np
 }
