@@ -102,6 +102,12 @@ func main() {
 // nothing changes. The library logs what it did, and why not.
 func setMemoryLimit() {
 	logger := slog.New(logr.ToSlogHandler(ctrl.Log.WithName("memlimit")))
+	if _, err := memlimit.Set(memlimit.WithLogger(logger)); err != nil {
+		return // no readable limit (logged): nothing to follow either
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set || os.Getenv("AUTOMEMLIMIT") == "off" {
+		return
+	}
 	_, _ = memlimit.Set(memlimit.WithLogger(logger), memlimit.WithRefreshInterval(context.Background(), time.Minute))
 }
 

@@ -91,9 +91,9 @@ func (l *labelSets) share(in map[string]string) map[string]string {
 	if m, ok := l.sets[key]; ok {
 		return m
 	}
-	// The key, the map's strings and the map itself (about 48 bytes per
-	// entry and header).
-	cost := len(key) + size + 48*(len(in)+1)
+	// The key, the map's strings and the map itself: a header and a group
+	// of 8 slots of 32 bytes per 8 entries, with the table's own slot.
+	cost := len(key) + size + 96 + 288*((len(in)+7)/8)
 	if l.bytes+cost > maxLabelTableBytes {
 		l.sets, l.bytes = map[string]map[string]string{}, 0
 	}
