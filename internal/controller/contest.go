@@ -28,10 +28,14 @@ const (
 type repairLog struct {
 	mu    sync.Mutex
 	uid   types.UID
-	ours  map[string]string
+	ours  []ownWrite
 	times map[string][]time.Time
 	by    map[string]string
 }
+
+// ownWrite is the resourceVersion this process last wrote of one policy. A
+// resource has a few policies: a slice costs less than a map.
+type ownWrite struct{ name, version string }
 
 // contestWindow is the reconciler's window, DefaultContestWindow when unset.
 func (r *WorkloadIsolationReconciler) contestWindow() time.Duration {
@@ -46,15 +50,17 @@ func (r *WorkloadIsolationReconciler) contestWindow() time.Duration {
 // event).
 func (r *WorkloadIsolationReconciler) repairLog(owner *isolationv1alpha1.WorkloadIsolation) *repairLog {
 	key := client.ObjectKeyFromObject(owner)
-	fresh := func() *repairLog {
-		return &repairLog{uid: owner.UID, ours: map[string]string{}, times: map[string][]time.Time{}, by: map[string]string{}}
+	if v, ok := r.repairs.Load(key); ok && v.(*repairLog).uid == owner.UID {
+		return v.(*repairLog)
 	}
-	v, _ := r.repairs.LoadOrStore(key, fresh())
-	if log := v.(*repairLog); log.uid == owner.UID {
-		return log
+	// Repairs are rare: their maps are made when the first one happens.
+	log := &repairLog{uid: owner.UID}
+	if v, loaded := r.repairs.LoadOrStore(key, log); loaded {
+		if old := v.(*repairLog); old.uid == owner.UID {
+			return old
+		}
+		r.repairs.Store(key, log)
 	}
-	log := fresh()
-	r.repairs.Store(key, log)
 	return log
 }
 
@@ -64,9 +70,8 @@ func (r *WorkloadIsolationReconciler) keepOnly(owner *isolationv1alpha1.Workload
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	for _, m := range []map[string]string{log.ours, log.by} {
-		maps.DeleteFunc(m, func(name, _ string) bool { return !names[name] })
-	}
+	log.ours = slices.DeleteFunc(log.ours, func(w ownWrite) bool { return !names[w.name] })
+	maps.DeleteFunc(log.by, func(name, _ string) bool { return !names[name] })
 	maps.DeleteFunc(log.times, func(name string, _ []time.Time) bool { return !names[name] })
 }
 
@@ -79,11 +84,11 @@ func (r *WorkloadIsolationReconciler) changedByOthers(owner *isolationv1alpha1.W
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	ours, known := log.ours[name]
+	i := slices.IndexFunc(log.ours, func(w ownWrite) bool { return w.name == name })
 	if haveVersion == "" {
-		return known
+		return i >= 0
 	}
-	return !known || ours != haveVersion
+	return i < 0 || log.ours[i].version != haveVersion
 }
 
 // wrote records the resourceVersion a write of the named policy returned;
@@ -92,11 +97,17 @@ func (r *WorkloadIsolationReconciler) wrote(owner *isolationv1alpha1.WorkloadIso
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if version == "" {
-		delete(log.ours, name)
-		return
+	i := slices.IndexFunc(log.ours, func(w ownWrite) bool { return w.name == name })
+	switch {
+	case version == "":
+		if i >= 0 {
+			log.ours = slices.Delete(log.ours, i, i+1)
+		}
+	case i >= 0:
+		log.ours[i].version = version
+	default:
+		log.ours = append(log.ours, ownWrite{name, version})
 	}
-	log.ours[name] = version
 }
 
 // nearContest reports whether one more repair of the named policy would mark
@@ -122,6 +133,9 @@ func (r *WorkloadIsolationReconciler) recordRepair(owner *isolationv1alpha1.Work
 	times := log.recent(name, now.Add(-r.contestWindow()))
 	if len(times) == 0 {
 		delete(log.by, name) // a new contest: forget who was behind the last one
+	}
+	if log.times == nil {
+		log.times, log.by = map[string][]time.Time{}, map[string]string{}
 	}
 	log.times[name] = append(times, now)
 	if writer != "" {
@@ -157,8 +171,13 @@ func (r *WorkloadIsolationReconciler) contestedFailure(owner *isolationv1alpha1.
 // recent drops the repairs of the named policy before cutoff and returns
 // the rest.
 func (l *repairLog) recent(name string, cutoff time.Time) []time.Time {
-	l.times[name] = slices.DeleteFunc(l.times[name], func(t time.Time) bool { return t.Before(cutoff) })
-	return l.times[name]
+	times, ok := l.times[name]
+	if !ok {
+		return nil
+	}
+	times = slices.DeleteFunc(times, func(t time.Time) bool { return t.Before(cutoff) })
+	l.times[name] = times
+	return times
 }
 
 func (l *repairLog) contested(name string, window time.Duration) *status.Failure {

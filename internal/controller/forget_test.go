@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
@@ -55,5 +56,42 @@ func TestReconcilerForgetsDeletedObjects(t *testing.T) {
 	}
 	if n, m := entries(&r.recorded), entries(&r.written); n != 0 || m != 0 {
 		t.Errorf("after deletion the reconciler still remembers %d events and %d statuses", n, m)
+	}
+}
+
+// The status this process wrote is remembered only until the cache holds
+// it: a copy of every status kept for the life of the resource would cost
+// memory per resource on large clusters.
+func TestReconcilerForgetsWrittenStatusOnceCached(t *testing.T) {
+	ctx := context.Background()
+	wi := &isolationv1alpha1.WorkloadIsolation{
+		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
+			PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}},
+		}},
+	}
+	server := fake.NewClientBuilder().WithScheme(localcp.Scheme()).WithObjects(wi).WithStatusSubresource(wi).Build()
+	r := &WorkloadIsolationReconciler{Client: server, Recorder: events.NewFakeRecorder(10)}
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(wi)}); err != nil {
+		t.Fatal(err)
+	}
+	if entries(&r.written) != 1 {
+		t.Fatalf("%d statuses remembered after a status write, want 1", entries(&r.written))
+	}
+	// The cache sees versions older than the write: still remembered.
+	old := wi.DeepCopy()
+	old.ResourceVersion = "1"
+	r.cacheCaughtUp(ctx, event.UpdateEvent{ObjectOld: wi, ObjectNew: old}, nil)
+	if entries(&r.written) != 1 {
+		t.Error("the written status was forgotten before the cache held it")
+	}
+	// The cache sees the write: forgotten.
+	current := &isolationv1alpha1.WorkloadIsolation{}
+	if err := server.Get(ctx, client.ObjectKeyFromObject(wi), current); err != nil {
+		t.Fatal(err)
+	}
+	r.cacheCaughtUp(ctx, event.UpdateEvent{ObjectOld: old, ObjectNew: current}, nil)
+	if n := entries(&r.written); n != 0 {
+		t.Errorf("%d statuses remembered after the cache caught up, want 0", n)
 	}
 }

@@ -66,6 +66,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&isolationv1alpha1.WorkloadIsolation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Generated names can collide between resources of a namespace.
 		Watches(&isolationv1alpha1.WorkloadIsolation{}, isolationHandler{client: mgr.GetClient()}).
+		Watches(&isolationv1alpha1.WorkloadIsolation{}, handler.Funcs{UpdateFunc: r.cacheCaughtUp}).
 		// Any NetworkPolicy, generated or not, can change what reaches the
 		// pods it selects: re-evaluate the isolations of those pods.
 		Watches(&networkingv1.NetworkPolicy{}, policyHandler{client: mgr.GetClient()}).

@@ -7,8 +7,11 @@ import (
 	"sync"
 	"unique"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
 
 // slimObjects is the cache's default transform. Every object loses its
@@ -16,10 +19,21 @@ import (
 // objects the operator caches, is cut down to what it reads (identity,
 // labels, deletion), and its repeated strings and label sets are shared:
 // annotations, owner references and finalizers, often the larger part of a
-// pod's metadata, are dropped.
+// pod's metadata, are dropped. NetworkPolicies and WorkloadIsolations lose
+// their annotations (kubectl apply keeps a second copy of the whole object
+// there) and share their repeated strings and selectors.
 func slimObjects(in any) (any, error) {
-	if m, ok := in.(*metav1.PartialObjectMetadata); ok && m.APIVersion == "v1" && (m.Kind == "Pod" || m.Kind == "Namespace") {
-		return slimMetadata(m), nil
+	switch o := in.(type) {
+	case *metav1.PartialObjectMetadata:
+		if o.APIVersion == "v1" && (o.Kind == "Pod" || o.Kind == "Namespace") {
+			return slimMetadata(o), nil
+		}
+	case *networkingv1.NetworkPolicy:
+		slimPolicy(o)
+		return o, nil
+	case *isolationv1alpha1.WorkloadIsolation:
+		slimIsolation(o)
+		return o, nil
 	}
 	return stripManagedFields(in)
 }
@@ -40,10 +54,81 @@ func slimMetadata(m *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata
 			DeletionTimestamp: m.DeletionTimestamp,
 		},
 	}
-	if len(m.Labels) > 0 {
-		out.Labels = sharedLabels.share(m.Labels)
-	}
+	out.Labels = sharedLabels.share(m.Labels)
 	return out
+}
+
+// slimObjectMeta drops managed fields and annotations, which the operator
+// never reads, and shares the namespace, labels and owner kinds.
+func slimObjectMeta(m *metav1.ObjectMeta) {
+	m.ManagedFields = nil
+	m.Annotations = nil
+	m.Namespace = intern(m.Namespace)
+	m.Labels = sharedLabels.share(m.Labels)
+	for i := range m.OwnerReferences {
+		ref := &m.OwnerReferences[i]
+		ref.APIVersion, ref.Kind = intern(ref.APIVersion), intern(ref.Kind)
+	}
+}
+
+// slimPolicy shares what NetworkPolicies repeat: generated policies select
+// the same pods as their WorkloadIsolation and the same preset sources as
+// one another.
+func slimPolicy(np *networkingv1.NetworkPolicy) {
+	slimObjectMeta(&np.ObjectMeta)
+	shareSelector(&np.Spec.PodSelector)
+	for i := range np.Spec.Ingress {
+		sharePeers(np.Spec.Ingress[i].From)
+	}
+	for i := range np.Spec.Egress {
+		sharePeers(np.Spec.Egress[i].To)
+	}
+}
+
+func sharePeers(peers []networkingv1.NetworkPolicyPeer) {
+	for i := range peers {
+		shareSelector(peers[i].PodSelector)
+		shareSelector(peers[i].NamespaceSelector)
+	}
+}
+
+func shareSelector(s *metav1.LabelSelector) {
+	if s == nil {
+		return
+	}
+	s.MatchLabels = sharedLabels.share(s.MatchLabels)
+	for i := range s.MatchExpressions {
+		e := &s.MatchExpressions[i]
+		e.Key = intern(e.Key)
+		for j := range e.Values {
+			e.Values[j] = intern(e.Values[j])
+		}
+	}
+}
+
+// slimIsolation shares what WorkloadIsolations repeat: the target selector
+// (also in status and in the generated policies), and the status texts,
+// most of which are the same on every resource (the CNI and its evidence,
+// condition types, reasons and messages).
+func slimIsolation(wi *isolationv1alpha1.WorkloadIsolation) {
+	slimObjectMeta(&wi.ObjectMeta)
+	if sel := wi.Spec.Target.PodSelector; sel != nil {
+		sel.MatchLabels = sharedLabels.share(sel.MatchLabels)
+	}
+	st := &wi.Status
+	shareSelector(st.TargetSelector)
+	// Decoding grows slices by doubling; the cache keeps them for long.
+	st.Conditions = slices.Clone(st.Conditions)
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Status, c.Reason, c.Message = intern(c.Type), metav1.ConditionStatus(intern(string(c.Status))), intern(c.Reason), intern(c.Message)
+	}
+	for i := range st.Policies {
+		st.Policies[i].Kind = intern(st.Policies[i].Kind)
+	}
+	if cni := st.CNI; cni != nil {
+		cni.Name, cni.Version, cni.Source, cni.Evidence = intern(cni.Name), intern(cni.Version), intern(cni.Source), intern(cni.Evidence)
+	}
 }
 
 // Bounds of the label-set table. Only label sets of at most
@@ -69,6 +154,9 @@ type labelSets struct {
 var sharedLabels = &labelSets{sets: map[string]map[string]string{}}
 
 func (l *labelSets) share(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return in
+	}
 	size := 0
 	for k, v := range in {
 		size += len(k) + len(v)

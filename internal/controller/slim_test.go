@@ -9,8 +9,12 @@ import (
 	"unsafe"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
 
 func fullMetadata(kind string) *metav1.PartialObjectMetadata {
@@ -55,19 +59,57 @@ func TestSlimObjectsCutsPodAndNamespaceMetadata(t *testing.T) {
 func TestSlimObjectsKeepsOtherObjects(t *testing.T) {
 	cnp := fullMetadata("CiliumNetworkPolicy")
 	cnp.APIVersion = "cilium.io/v2"
-	np := &networkingv1.NetworkPolicy{ObjectMeta: *fullMetadata("").ObjectMeta.DeepCopy()}
-	for _, in := range []any{cnp, np} {
+	got, err := CacheOptions().DefaultTransform(cnp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := got.(metav1.Object)
+	if obj.GetManagedFields() != nil {
+		t.Error("managed fields kept")
+	}
+	if len(obj.GetOwnerReferences()) != 1 || len(obj.GetAnnotations()) != 1 || len(obj.GetFinalizers()) != 1 {
+		t.Errorf("metadata cut: %+v", obj)
+	}
+}
+
+// NetworkPolicies and WorkloadIsolations keep everything the operator reads
+// (spec, status, labels, owner references, finalizers) and lose their
+// managed fields and annotations: a tenant's policy with a large annotation
+// costs the operator nothing, nor does kubectl apply's copy of the object.
+func TestSlimObjectsDropsAnnotationsOfPoliciesAndIsolations(t *testing.T) {
+	meta := fullMetadata("").ObjectMeta
+	meta.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = strings.Repeat("x", 100000)
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "model"},
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"api"}}}}
+	np := &networkingv1.NetworkPolicy{ObjectMeta: *meta.DeepCopy(), Spec: networkingv1.NetworkPolicySpec{
+		PodSelector: *selector.DeepCopy(),
+		Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: selector.DeepCopy(), NamespaceSelector: &metav1.LabelSelector{}}}}},
+		Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}}}}},
+	}}
+	wi := &isolationv1alpha1.WorkloadIsolation{ObjectMeta: *meta.DeepCopy(),
+		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "model"}}}},
+		Status: isolationv1alpha1.WorkloadIsolationStatus{
+			Conditions:     []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Isolated", Message: "in place"}},
+			TargetSelector: selector.DeepCopy(),
+			Policies:       []isolationv1alpha1.PolicyReference{{Kind: "NetworkPolicy", Name: "model-ingress"}},
+			CNI:            &isolationv1alpha1.CNIStatus{Name: "cilium", Evidence: "DaemonSet kube-system/cilium"},
+		}}
+	for _, in := range []client.Object{np, wi} {
+		want := in.DeepCopyObject().(client.Object)
+		want.SetManagedFields(nil)
+		want.SetAnnotations(nil)
 		got, err := CacheOptions().DefaultTransform(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		obj := got.(metav1.Object)
-		if obj.GetManagedFields() != nil {
-			t.Errorf("%T: managed fields kept", in)
+		if !equality.Semantic.DeepEqual(got, want) {
+			t.Errorf("%T: got %+v, want %+v", in, got, want)
 		}
-		if len(obj.GetOwnerReferences()) != 1 || len(obj.GetAnnotations()) != 1 || len(obj.GetFinalizers()) != 1 {
-			t.Errorf("%T: metadata cut: %+v", in, obj)
-		}
+	}
+	// Selectors equal across objects are one map in the cache.
+	if reflect.ValueOf(np.Spec.PodSelector.MatchLabels).UnsafePointer() != reflect.ValueOf(wi.Status.TargetSelector.MatchLabels).UnsafePointer() ||
+		reflect.ValueOf(np.Spec.PodSelector.MatchLabels).UnsafePointer() != reflect.ValueOf(wi.Spec.Target.PodSelector.MatchLabels).UnsafePointer() {
+		t.Error("the target selector of a WorkloadIsolation and of its policy are separate maps")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
@@ -47,7 +48,7 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached, a
 	if err := r.Status().Patch(ctx, after, patch); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("updating status: %w", err))
 	}
-	r.written.Store(client.ObjectKeyFromObject(after), writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
+	r.written.Store(client.ObjectKeyFromObject(after), &writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
 	return nil
 }
 
@@ -64,7 +65,7 @@ func (r *WorkloadIsolationReconciler) pending(cached *isolationv1alpha1.Workload
 	if !ok {
 		return nil
 	}
-	last := v.(writtenStatus)
+	last := v.(*writtenStatus)
 	if last.uid == cached.UID && olderVersion(cached.ResourceVersion, last.resourceVersion) {
 		return &last.status
 	}
@@ -77,6 +78,22 @@ func olderVersion(a, b string) bool {
 	x, err1 := strconv.ParseUint(a, 10, 64)
 	y, err2 := strconv.ParseUint(b, 10, 64)
 	return err1 == nil && err2 == nil && x < y
+}
+
+// cacheCaughtUp drops the status remembered for an object once the cache
+// holds that write or a newer version: from then on the cached copy is what
+// the server holds, and a copy of every status kept beyond that would cost
+// memory per resource.
+func (r *WorkloadIsolationReconciler) cacheCaughtUp(_ context.Context, e event.UpdateEvent, _ workqueue) {
+	key := client.ObjectKeyFromObject(e.ObjectNew)
+	v, ok := r.written.Load(key)
+	if !ok {
+		return
+	}
+	last := v.(*writtenStatus)
+	if last.uid != e.ObjectNew.GetUID() || !olderVersion(e.ObjectNew.GetResourceVersion(), last.resourceVersion) {
+		r.written.CompareAndDelete(key, v)
+	}
 }
 
 // rebase starts wi's status from the last status this process wrote when
