@@ -125,22 +125,32 @@ func (h policyHandler) enqueue(ctx context.Context, q workqueue, objs ...client.
 		selectors = append(selectors, sel)
 	}
 	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := h.client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+	if err := h.client.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", namespace)
 		return
 	}
 	if len(list.Items) == 0 {
 		return
 	}
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := h.client.List(ctx, pods, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing pods", "namespace", namespace)
-		return
+	// Only the pods the policies select are listed (and copied): a
+	// namespace's other pods cannot tie the policies to an isolation.
+	var pods []metav1.PartialObjectMetadata
+	for i, sel := range selectors {
+		if slices.ContainsFunc(selectors[:i], func(s labels.Selector) bool { return s.String() == sel.String() }) {
+			continue
+		}
+		selected := &metav1.PartialObjectMetadataList{}
+		selected.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		if err := h.client.List(ctx, selected, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel},
+			client.UnsafeDisableDeepCopy); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing pods", "namespace", namespace)
+			return
+		}
+		pods = append(pods, selected.Items...)
 	}
 	for i := range list.Items {
 		wi := &list.Items[i]
-		if sharesPod(pods.Items, targetSelector(wi), selectors) || generates(wi, objs) {
+		if selectsAny(pods, targetSelector(wi)) || generates(wi, objs) {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: wi.Namespace, Name: wi.Name}})
 		}
 	}
@@ -217,19 +227,7 @@ func (h isolationHandler) enqueue(ctx context.Context, q workqueue, objs ...clie
 	}
 }
 
-// sharesPod reports whether some pod matches the target and one of the
-// policy selectors.
-func sharesPod(pods []metav1.PartialObjectMetadata, target labels.Selector, selectors []labels.Selector) bool {
-	for _, pod := range pods {
-		set := labels.Set(pod.Labels)
-		if !target.Matches(set) {
-			continue
-		}
-		for _, sel := range selectors {
-			if sel.Matches(set) {
-				return true
-			}
-		}
-	}
-	return false
+// selectsAny reports whether the target selects one of the pods.
+func selectsAny(pods []metav1.PartialObjectMetadata, target labels.Selector) bool {
+	return slices.ContainsFunc(pods, func(pod metav1.PartialObjectMetadata) bool { return target.Matches(labels.Set(pod.Labels)) })
 }

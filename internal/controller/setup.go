@@ -119,7 +119,7 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
 		list := &isolationv1alpha1.WorkloadIsolationList{}
 		if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()),
-			client.MatchingFields{workloadRefIndex: workloadRefKey(string(kind), obj.GetName())}); err != nil {
+			client.MatchingFields{workloadRefIndex: workloadRefKey(string(kind), obj.GetName())}, client.UnsafeDisableDeepCopy); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations for workload", "kind", kind, "name", obj.GetName())
 			return nil
 		}
@@ -193,7 +193,7 @@ func namespaceEventKeys(obj client.Object) []string {
 
 func mapAll(ctx context.Context, r client.Reader) []reconcile.Request {
 	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list); err != nil {
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations")
 		return nil
 	}
@@ -259,7 +259,7 @@ func keepSelectorOnly(in any) (any, error) {
 // mapNamespace requests every WorkloadIsolation of a namespace.
 func mapNamespace(ctx context.Context, r client.Reader, namespace string) []reconcile.Request {
 	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing WorkloadIsolations", "namespace", namespace)
 		return nil
 	}

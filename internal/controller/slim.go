@@ -185,9 +185,13 @@ func (l *labelSets) share(in map[string]string) map[string]string {
 	if l.bytes+cost > maxLabelTableBytes {
 		l.sets, l.bytes = map[string]map[string]string{}, 0
 	}
+	// Keys recur across label sets and are interned. Values are not: most
+	// recur only within their set (an app's name, a template hash), which
+	// the shared map already holds once, and an interned string costs more
+	// than its copy.
 	m := make(map[string]string, len(in))
 	for _, k := range keys {
-		m[intern(k)] = intern(in[k])
+		m[intern(k)] = in[k]
 	}
 	l.sets[key] = m
 	l.bytes += cost

@@ -211,8 +211,10 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		written = nil // Audit writes nothing and removes what Enforce wrote.
 	}
+	// The cached policies are only read: the sync and the analysis copy
+	// what they keep.
 	existing := &networkingv1.NetworkPolicyList{}
-	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace)); err != nil {
+	if err := r.List(ctx, existing, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return withTransient(outcome, fmt.Errorf("listing NetworkPolicies: %w", err))
 	}
 	res, syncErr := r.syncPolicies(ctx, wi, written, existing.Items, contested)
