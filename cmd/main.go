@@ -94,21 +94,27 @@ func main() {
 	}
 }
 
-// setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
-// container's memory limit (its cgroup's), and follows it when the pod is
+// memoryLimitRatio is the share of the container's memory limit the Go
+// runtime keeps to: the rest is for what the runtime does not count (the
+// binary's pages, for one), so that RSS stays below the limit.
+const memoryLimitRatio = 0.85
+
+// setMemoryLimit sets the Go runtime's soft memory limit to
+// memoryLimitRatio of the container's memory limit (its cgroup's), and follows it when the pod is
 // resized, so that the garbage collector keeps the heap below it instead of
 // letting the process be killed for memory it no longer uses. GOMEMLIMIT,
 // when set, wins; AUTOMEMLIMIT sets another ratio or "off". Without a limit
 // nothing changes. The library logs what it did, and why not.
 func setMemoryLimit() {
 	logger := slog.New(logr.ToSlogHandler(ctrl.Log.WithName("memlimit")))
-	if _, err := memlimit.Set(memlimit.WithLogger(logger)); err != nil {
+	if _, err := memlimit.Set(memlimit.WithLogger(logger), memlimit.WithRatio(memoryLimitRatio)); err != nil {
 		return // no readable limit (logged): nothing to follow either
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); set || os.Getenv("AUTOMEMLIMIT") == "off" {
 		return
 	}
-	_, _ = memlimit.Set(memlimit.WithLogger(logger), memlimit.WithRefreshInterval(context.Background(), time.Minute))
+	_, _ = memlimit.Set(memlimit.WithLogger(logger), memlimit.WithRatio(memoryLimitRatio),
+		memlimit.WithRefreshInterval(context.Background(), time.Minute))
 }
 
 // cniOverride returns the CNI declared by flags or, failing that, by the

@@ -96,7 +96,7 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 32, "Concurrent requests of the benchmark's own client.")
 	flag.IntVar(&o.qps, "operator-qps", 1000, "--kube-api-qps of the operator (its burst is twice that).")
 	flag.IntVar(&o.workers, "operator-workers", 16, "--max-concurrent-reconciles of the operator.")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "Write the operator's CPU profile during the first convergence to this file (go tool pprof).")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "Write the operator's CPU profile during the first convergence (for as long as the bare client took) to this file, suffixed with N (go tool pprof).")
 	flag.StringVar(&o.heapProfile, "heapprofile", "", "Write the operator's heap profile after the first run of each size to this file, suffixed with N.")
 	flag.IntVar(&o.churnRate, "pod-churn-rate", 50, "Pod events per second in the pod churn scenario (half creates, half deletes); 0 skips it.")
 	flag.DurationVar(&o.churnDuration, "pod-churn-duration", 60*time.Second, "Length of each of the two pod churn phases (pods no WorkloadIsolation selects, then target pods).")
@@ -104,7 +104,7 @@ func main() {
 	flag.BoolVar(&o.restart, "restart", true, "Run the restart scenario.")
 	flag.BoolVar(&o.failover, "failover", true, "Run the failover scenario.")
 	memoryLimit := flag.String("operator-memory-limit", "320Mi",
-		"The operator's container memory limit to emulate (the chart's default); the operator sets its Go memory limit to 90% of it. 0 runs without.")
+		"The operator's container memory limit to emulate (the chart's default); the operator sets its Go memory limit to 85% of it. 0 runs without.")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
 	var err error

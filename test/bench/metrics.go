@@ -12,8 +12,9 @@ import (
 // Counters are the operator's own figures, read from its Prometheus
 // metrics endpoint.
 type Counters struct {
-	// Writes are client-go's write requests (POST, PUT, PATCH, DELETE).
-	Writes int64
+	// Writes are client-go's write requests (POST, PUT, PATCH, DELETE),
+	// Reads the others (GET: gets, lists and watches).
+	Writes, Reads int64
 	// Reconciles of the WorkloadIsolation controller.
 	Reconciles int64
 	// CPUSeconds of the operator process.
@@ -32,6 +33,7 @@ type Counters struct {
 func (c Counters) Sub(before Counters) Counters {
 	return Counters{
 		Writes:     c.Writes - before.Writes,
+		Reads:      c.Reads - before.Reads,
 		Reconciles: c.Reconciles - before.Reconciles,
 		CPUSeconds: c.CPUSeconds - before.CPUSeconds,
 	}
@@ -57,6 +59,9 @@ func readCounters(addr string) (Counters, error) {
 				}
 			}
 			return false
+		})),
+		Reads: int64(sample(text, "rest_client_requests_total", func(labels string) bool {
+			return strings.Contains(labels, `method="GET"`)
 		})),
 		Reconciles:    int64(sample(text, "controller_runtime_reconcile_total", workloadisolation)),
 		CPUSeconds:    sample(text, "process_cpu_seconds_total", nil),

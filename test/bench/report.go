@@ -17,13 +17,15 @@ func printMarkdown(r Results) {
 
 	for _, s := range r.Scale {
 		header("Scale: " + s.String())
-		var ops, bares, ratios, writes, cpu []string
+		var ops, bares, ratios, writes, reads, cpu, machine []string
 		for _, run := range s.Runs {
 			ops = append(ops, run.Operator.Round(time.Millisecond).String())
 			bares = append(bares, run.BareClient.Round(time.Millisecond).String())
 			ratios = append(ratios, fmt.Sprintf("%.2f", run.Ratio))
 			writes = append(writes, fmt.Sprint(run.Writes))
 			cpu = append(cpu, fmt.Sprintf("%.1f s", run.CPUSeconds))
+			reads = append(reads, fmt.Sprint(run.Reads))
+			machine = append(machine, fmt.Sprintf("%s → %s", run.BareProcessCPU, run.OperatorProcessCPU))
 		}
 		row("Operator: create N, wait until all Ready (per run)", strings.Join(ops, ", "), "")
 		row("Bare client: same writes (per run)", strings.Join(bares, ", "), "")
@@ -31,6 +33,8 @@ func printMarkdown(r Results) {
 		row("Ratio, median", fmt.Sprintf("%.2f", s.MedianRatio), "≤ 1.25")
 		row("Operator writes until converged (per run)", strings.Join(writes, ", "), fmt.Sprintf("minimum %d (3 per WorkloadIsolation)", 3*s.WorkloadIsolations))
 		row("Operator CPU until converged (per run)", strings.Join(cpu, ", "), "")
+		row("Operator reads from the API server until converged (per run)", strings.Join(reads, ", "), "")
+		row("API server / etcd / benchmark CPU: bare client → operator run (per run)", strings.Join(machine, "; "), "")
 		row(fmt.Sprintf("Operator writes during %s idle", s.IdleWindow), fmt.Sprint(s.IdleWrites), "0")
 		row("Rule edit → policy updated, p50 / p95 / p99", lat(s.EditLatency), "p99 ≤ 250 ms")
 		row("Policy deleted → restored, p50 / p95 / p99", lat(s.RestoreLatency), "p99 ≤ 250 ms")

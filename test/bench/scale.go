@@ -50,6 +50,13 @@ type ConvergenceRun struct {
 	// it used meanwhile.
 	Writes     int64
 	CPUSeconds float64
+	// Reads the operator sent to the API server (GET, LIST, WATCH;
+	// cached reads send none).
+	Reads int64
+	// CPU time of the control plane and the benchmark during the bare
+	// client's writes and during the operator's convergence: all of them
+	// share the machine's cores with the operator.
+	BareProcessCPU, OperatorProcessCPU ProcessCPU
 }
 
 // Percentiles of a latency distribution.
@@ -92,12 +99,12 @@ func operatorArgs(o options, extra ...string) []string {
 }
 
 // operatorEnv gives the operator the Go memory limit it sets itself in a
-// container with --operator-memory-limit (90% of it), as the chart runs it.
+// container with --operator-memory-limit (85% of it), as the chart runs it.
 func (o options) operatorEnv() []string {
 	if o.memoryLimit.IsZero() {
 		return []string{"AUTOMEMLIMIT=off"}
 	}
-	return []string{fmt.Sprintf("GOMEMLIMIT=%d", o.memoryLimit.Value()*9/10)}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%d", o.memoryLimit.Value()*85/100)}
 }
 
 func (s *scene) startOperator(ctx context.Context, name string, extra ...string) (*localcp.Operator, error) {
@@ -156,7 +163,7 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	}
 	s.operator.Stop()
 	log("bare client: %d WorkloadIsolations with their writes, operator stopped", size.WorkloadIsolations)
-	bare, err := s.bareClient(ctx)
+	bare, bareCPU, err := s.bareClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -174,14 +181,21 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	log("creating %d WorkloadIsolations and waiting until all are Ready", size.WorkloadIsolations)
 	profiled := make(chan error, 1)
 	if o.cpuProfile != "" && record {
+		// As long as the bare client took: most of the convergence, not
+		// only its start.
+		seconds := max(10, int(bare.Seconds()))
 		go func() {
 			path := fmt.Sprintf("%s.%d", o.cpuProfile, size.WorkloadIsolations)
-			profiled <- profile(s.operator.PprofAddr, "profile?seconds=10", path)
+			profiled <- profile(s.operator.PprofAddr, fmt.Sprintf("profile?seconds=%d", seconds), path)
 		}()
 	} else {
 		profiled <- nil
 	}
 	before, err := readCounters(s.operator.MetricsAddr)
+	if err != nil {
+		return err
+	}
+	operatorCPU, err := readProcessCPU()
 	if err != nil {
 		return err
 	}
@@ -203,14 +217,19 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	if err != nil {
 		return err
 	}
+	if operatorCPU, err = processCPUSince(operatorCPU); err != nil {
+		return err
+	}
 	if err := <-profiled; err != nil {
 		return err
 	}
 	d := after.Sub(before)
-	cr := ConvergenceRun{Operator: took, BareClient: bare, Ratio: took.Seconds() / bare.Seconds(), Writes: d.Writes, CPUSeconds: d.CPUSeconds}
+	cr := ConvergenceRun{Operator: took, BareClient: bare, Ratio: took.Seconds() / bare.Seconds(), Writes: d.Writes, CPUSeconds: d.CPUSeconds,
+		Reads: d.Reads, BareProcessCPU: bareCPU, OperatorProcessCPU: operatorCPU}
 	sr.Runs = append(sr.Runs, cr)
-	log("run %d: operator %s, bare client %s, ratio %.2f, %d writes, %.1f operator CPU seconds", run+1,
-		took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes, cr.CPUSeconds)
+	log("run %d: operator %s, bare client %s, ratio %.2f, %d writes, %d reads, %.1f operator CPU seconds; "+
+		"API server / etcd / benchmark CPU: %s with the bare client, %s with the operator", run+1,
+		took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes, cr.Reads, cr.CPUSeconds, bareCPU, operatorCPU)
 	if record {
 		if err := s.recordMemory(sr, size.Pods, size.WorkloadIsolations); err != nil {
 			return err
@@ -343,8 +362,9 @@ func (s *scene) createPods(ctx context.Context, from, to int) error {
 // bare-i, in the scene's namespaces) and does what the
 // operator must do for it, with no reads and no reconciliation: apply its 2
 // NetworkPolicies and write its status once. Afterwards it deletes what it
-// created, so that the operator finds none of it.
-func (s *scene) bareClient(ctx context.Context) (time.Duration, error) {
+// created, so that the operator finds none of it. It returns the time the
+// writes took and the CPU the machine's other processes used meanwhile.
+func (s *scene) bareClient(ctx context.Context) (time.Duration, ProcessCPU, error) {
 	c, size := s.c, s.size
 	catalog := presets()
 	write := func(wi *isolationv1alpha1.WorkloadIsolation) error {
@@ -378,7 +398,7 @@ func (s *scene) bareClient(ctx context.Context) (time.Duration, error) {
 	// operator's control plane is warm when it is measured.
 	for k := range s.o.parallel {
 		if err := write(bareIsolation(k, fmt.Sprintf("warm-up-%d", k))); err != nil {
-			return 0, err
+			return 0, ProcessCPU{}, err
 		}
 	}
 	// The operator's run carries the benchmark's watch of WorkloadIsolations
@@ -387,21 +407,28 @@ func (s *scene) bareClient(ctx context.Context) (time.Duration, error) {
 	defer stopWatch()
 	w, err := c.Watch(watchCtx, &isolationv1alpha1.WorkloadIsolationList{})
 	if err != nil {
-		return 0, err
+		return 0, ProcessCPU{}, err
 	}
 	go func() {
 		for range w.ResultChan() {
 		}
 	}()
+	cpu, err := readProcessCPU()
+	if err != nil {
+		return 0, ProcessCPU{}, err
+	}
 	start := time.Now()
 	err = parallel(size.WorkloadIsolations, s.o.parallel, func(i int) error { return write(bareIsolation(i, fmt.Sprintf("bare-%d", i))) })
 	took := time.Since(start)
 	stopWatch()
 	if err != nil {
-		return 0, err
+		return 0, ProcessCPU{}, err
+	}
+	if cpu, err = processCPUSince(cpu); err != nil {
+		return 0, ProcessCPU{}, err
 	}
 	log("bare client took %s; deleting its objects", took.Round(time.Millisecond))
-	return took, parallel(size.Namespaces, s.o.parallel, func(i int) error {
+	return took, cpu, parallel(size.Namespaces, s.o.parallel, func(i int) error {
 		in := client.InNamespace(nsName(i))
 		if err := c.DeleteAllOf(ctx, &isolationv1alpha1.WorkloadIsolation{}, in); err != nil {
 			return err
