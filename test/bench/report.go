@@ -17,7 +17,7 @@ func printMarkdown(r Results) {
 
 	for _, s := range r.Scale {
 		header("Scale: " + s.String())
-		var ops, bares, ratios, writes, reads, cpu, machine []string
+		var ops, bares, ratios, writes, reads, cpu, machine, restarts []string
 		for _, run := range s.Runs {
 			ops = append(ops, run.Operator.Round(time.Millisecond).String())
 			bares = append(bares, run.BareClient.Round(time.Millisecond).String())
@@ -26,6 +26,7 @@ func printMarkdown(r Results) {
 			cpu = append(cpu, fmt.Sprintf("%.1f s", run.CPUSeconds))
 			reads = append(reads, fmt.Sprint(run.Reads))
 			machine = append(machine, fmt.Sprintf("%s → %s", run.BareProcessCPU, run.OperatorProcessCPU))
+			restarts = append(restarts, fmt.Sprint(run.WatchRestarts))
 		}
 		row("Operator: create N, wait until all Ready (per run)", strings.Join(ops, ", "), "")
 		row("Bare client: same writes (per run)", strings.Join(bares, ", "), "")
@@ -35,6 +36,7 @@ func printMarkdown(r Results) {
 		row("Operator CPU until converged (per run)", strings.Join(cpu, ", "), "")
 		row("Operator reads from the API server until converged (per run)", strings.Join(reads, ", "), "")
 		row("API server / etcd / benchmark CPU: bare client → operator run (per run)", strings.Join(machine, "; "), "")
+		row("Benchmark's watch resumed during the operator's run (per run)", strings.Join(restarts, ", "), "")
 		row(fmt.Sprintf("Operator writes during %s idle", s.IdleWindow), fmt.Sprint(s.IdleWrites), "0")
 		row("Rule edit → policy updated, p50 / p95 / p99", lat(s.EditLatency), "p99 ≤ 250 ms")
 		row("Policy deleted → restored, p50 / p95 / p99", lat(s.RestoreLatency), "p99 ≤ 250 ms")

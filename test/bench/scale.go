@@ -8,15 +8,18 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -57,6 +60,9 @@ type ConvergenceRun struct {
 	// client's writes and during the operator's convergence: all of them
 	// share the machine's cores with the operator.
 	BareProcessCPU, OperatorProcessCPU ProcessCPU
+	// WatchRestarts counts the times the benchmark's watch of
+	// WorkloadIsolations ended and was resumed during the operator's run.
+	WatchRestarts int64
 }
 
 // Percentiles of a latency distribution.
@@ -199,6 +205,7 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	if err != nil {
 		return err
 	}
+	watchRestarts.Store(0)
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- waitAllReady(ctx, c, size.WorkloadIsolations) }()
@@ -225,11 +232,11 @@ func scaleRun(ctx context.Context, o options, size Size, run int, sr *ScaleResul
 	}
 	d := after.Sub(before)
 	cr := ConvergenceRun{Operator: took, BareClient: bare, Ratio: took.Seconds() / bare.Seconds(), Writes: d.Writes, CPUSeconds: d.CPUSeconds,
-		Reads: d.Reads, BareProcessCPU: bareCPU, OperatorProcessCPU: operatorCPU}
+		Reads: d.Reads, BareProcessCPU: bareCPU, OperatorProcessCPU: operatorCPU, WatchRestarts: watchRestarts.Load()}
 	sr.Runs = append(sr.Runs, cr)
 	log("run %d: operator %s, bare client %s, ratio %.2f, %d writes, %d reads, %.1f operator CPU seconds; "+
-		"API server / etcd / benchmark CPU: %s with the bare client, %s with the operator", run+1,
-		took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes, cr.Reads, cr.CPUSeconds, bareCPU, operatorCPU)
+		"API server / etcd / benchmark CPU: %s with the bare client, %s with the operator; %d watch restarts", run+1,
+		took.Round(time.Millisecond), bare.Round(time.Millisecond), cr.Ratio, cr.Writes, cr.Reads, cr.CPUSeconds, bareCPU, operatorCPU, cr.WatchRestarts)
 	if record {
 		if err := s.recordMemory(sr, size.Pods, size.WorkloadIsolations); err != nil {
 			return err
@@ -405,14 +412,7 @@ func (s *scene) bareClient(ctx context.Context) (time.Duration, ProcessCPU, erro
 	// (waitAllReady); so does this one.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	w, err := c.Watch(watchCtx, &isolationv1alpha1.WorkloadIsolationList{})
-	if err != nil {
-		return 0, ProcessCPU{}, err
-	}
-	go func() {
-		for range w.ResultChan() {
-		}
-	}()
+	go func() { _ = waitAllReady(watchCtx, c, -1) }()
 	cpu, err := readProcessCPU()
 	if err != nil {
 		return 0, ProcessCPU{}, err
@@ -462,15 +462,36 @@ func waitAllReady(ctx context.Context, c client.WithWatch, n int) error {
 		}
 		return k
 	}
+	// A watch that ends (the API server's timeout, or a watcher it drops
+	// for falling behind) resumes from the last event seen: starting over
+	// would have the API server send every WorkloadIsolation again, load
+	// that the operator's run does not cause. Only a resourceVersion too
+	// old to resume from starts over.
+	resourceVersion := ""
 	for ctx.Err() == nil {
-		w, err := c.Watch(ctx, &isolationv1alpha1.WorkloadIsolationList{})
+		w, err := c.Watch(ctx, &isolationv1alpha1.WorkloadIsolationList{},
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: resourceVersion, AllowWatchBookmarks: true}})
 		if err != nil {
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				resourceVersion = ""
+				continue
+			}
 			return err
 		}
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				if status := apierrors.FromObject(ev.Object); apierrors.IsResourceExpired(status) || apierrors.IsGone(status) {
+					resourceVersion = ""
+				}
+				break
+			}
 			wi, ok := ev.Object.(*isolationv1alpha1.WorkloadIsolation)
 			if !ok {
-				continue // a bookmark or an error status: the watch ends
+				continue
+			}
+			resourceVersion = wi.ResourceVersion
+			if ev.Type == watch.Bookmark {
+				continue
 			}
 			cond := meta.FindStatusCondition(wi.Status.Conditions, isolationv1alpha1.ConditionReady)
 			ready[wi.Namespace+"/"+wi.Name] = cond != nil && cond.Status == metav1.ConditionTrue && wi.Status.ObservedGeneration == wi.Generation
@@ -480,9 +501,13 @@ func waitAllReady(ctx context.Context, c client.WithWatch, n int) error {
 			}
 		}
 		w.Stop()
+		watchRestarts.Add(1)
 	}
 	return fmt.Errorf("only %d of %d WorkloadIsolations became Ready: %w", count(), n, ctx.Err())
 }
+
+// watchRestarts counts the benchmark's resumed watches, reported per run.
+var watchRestarts atomic.Int64
 
 // recordMemory waits for the operator to go quiet, then records its memory.
 func (s *scene) recordMemory(sr *ScaleResult, pods, wis int) error {
