@@ -95,3 +95,62 @@ func TestReconcilerForgetsWrittenStatusOnceCached(t *testing.T) {
 		t.Errorf("%d statuses remembered after the cache caught up, want 0", n)
 	}
 }
+
+// A reconcile reads what the server holds once: the watch bringing this
+// process's last status write into the cache in the middle of a reconcile
+// must neither hide a change nor turn an unchanged outcome into a doomed
+// write.
+func TestStatusBaselineHoldsWhileTheCacheCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	setup := func() (client.Client, *WorkloadIsolationReconciler, *isolationv1alpha1.WorkloadIsolation, *isolationv1alpha1.WorkloadIsolation) {
+		wi := &isolationv1alpha1.WorkloadIsolation{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
+			Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
+				PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}}}},
+		}
+		server := fake.NewClientBuilder().WithScheme(localcp.Scheme()).WithObjects(wi).WithStatusSubresource(wi).Build()
+		r := &WorkloadIsolationReconciler{Client: server, Recorder: events.NewFakeRecorder(10)}
+		// The cache holds a status with two exposures.
+		stale := &isolationv1alpha1.WorkloadIsolation{}
+		if err := server.Get(ctx, client.ObjectKeyFromObject(wi), stale); err != nil {
+			t.Fatal(err)
+		}
+		stale.Status.Exposure = []isolationv1alpha1.Exposure{{Policy: "p1", Summary: "p1"}, {Policy: "p2", Summary: "p2"}}
+		if err := server.Status().Update(ctx, stale); err != nil {
+			t.Fatal(err)
+		}
+		// A reconcile writes one exposure; the cache has not seen it yet.
+		written := stale.DeepCopy()
+		written.Status.Exposure = written.Status.Exposure[:1]
+		if err := r.patchStatus(ctx, stale.DeepCopy(), &stale.Status, written); err != nil {
+			t.Fatal(err)
+		}
+		return server, r, stale, written
+	}
+
+	// The next reconcile starts from the stale copy; the write reaches the
+	// cache meanwhile; its outcome is unchanged: nothing to write.
+	_, r, stale, written := setup()
+	base := r.serverStatus(stale)
+	r.cacheCaughtUp(ctx, event.UpdateEvent{ObjectOld: stale, ObjectNew: written}, nil)
+	unchanged := stale.DeepCopy()
+	unchanged.Status = *written.Status.DeepCopy()
+	if err := r.patchStatus(ctx, stale, base, unchanged); err != nil {
+		t.Errorf("an unchanged outcome sent a status write: %v", err)
+	}
+
+	// Same, but the second exposure is back: the change must be written,
+	// or fail with a conflict and be retried, never be skipped.
+	server, r, stale, written := setup()
+	base = r.serverStatus(stale)
+	r.cacheCaughtUp(ctx, event.UpdateEvent{ObjectOld: stale, ObjectNew: written}, nil)
+	changed := stale.DeepCopy()
+	err := r.patchStatus(ctx, stale, base, changed)
+	onServer := &isolationv1alpha1.WorkloadIsolation{}
+	if err := server.Get(ctx, client.ObjectKeyFromObject(stale), onServer); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil && len(onServer.Status.Exposure) != 2 {
+		t.Errorf("a changed outcome was skipped: the server holds %d exposures, the reconcile found 2", len(onServer.Status.Exposure))
+	}
+}

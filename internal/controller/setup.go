@@ -33,7 +33,9 @@ const workloadRefIndex = "spec.target.workloadRef"
 // selector, Pods and Namespaces are watched metadata-only (see
 // SetupWithManager) and cut down further (slimObjects), and managed fields
 // are dropped from every object.
-// NetworkPolicies are cached whole: the isolation analysis reads all of them.
+// NetworkPolicies are cached with their spec (the isolation analysis reads
+// all of them), without annotations. Cached objects share maps with one
+// another (slimObjects): what is read from the cache must not be modified.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: slimObjects,

@@ -3,6 +3,7 @@ package controller
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unique"
@@ -54,7 +55,7 @@ func slimMetadata(m *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata
 			DeletionTimestamp: m.DeletionTimestamp,
 		},
 	}
-	out.Labels = sharedLabels.share(m.Labels)
+	out.Labels = podLabels.share(m.Labels)
 	return out
 }
 
@@ -64,7 +65,7 @@ func slimObjectMeta(m *metav1.ObjectMeta) {
 	m.ManagedFields = nil
 	m.Annotations = nil
 	m.Namespace = intern(m.Namespace)
-	m.Labels = sharedLabels.share(m.Labels)
+	m.Labels = policyLabels.share(m.Labels)
 	for i := range m.OwnerReferences {
 		ref := &m.OwnerReferences[i]
 		ref.APIVersion, ref.Kind = intern(ref.APIVersion), intern(ref.Kind)
@@ -96,7 +97,7 @@ func shareSelector(s *metav1.LabelSelector) {
 	if s == nil {
 		return
 	}
-	s.MatchLabels = sharedLabels.share(s.MatchLabels)
+	s.MatchLabels = policyLabels.share(s.MatchLabels)
 	for i := range s.MatchExpressions {
 		e := &s.MatchExpressions[i]
 		e.Key = intern(e.Key)
@@ -113,7 +114,7 @@ func shareSelector(s *metav1.LabelSelector) {
 func slimIsolation(wi *isolationv1alpha1.WorkloadIsolation) {
 	slimObjectMeta(&wi.ObjectMeta)
 	if sel := wi.Spec.Target.PodSelector; sel != nil {
-		sel.MatchLabels = sharedLabels.share(sel.MatchLabels)
+		sel.MatchLabels = policyLabels.share(sel.MatchLabels)
 	}
 	st := &wi.Status
 	shareSelector(st.TargetSelector)
@@ -131,15 +132,18 @@ func slimIsolation(wi *isolationv1alpha1.WorkloadIsolation) {
 	}
 }
 
-// Bounds of the label-set table. Only label sets of at most
+// Bounds of the label-set tables. Only label sets of at most
 // maxSharedLabelBytes of text are shared (a pod's labels are usually a few
 // hundred bytes; an outsized set gains little from sharing and must not be
-// kept beyond its pod), and the table starts afresh once it holds
-// maxLabelTableBytes (label sets already shared stay shared), so label churn
-// cannot grow it: what it keeps beyond the live pods is bounded by bytes.
+// kept beyond its pod), and a table starts afresh once it holds its bound
+// in bytes (label sets already shared stay shared), so label churn cannot
+// grow it: what it keeps beyond the live objects is bounded by bytes. The
+// pods' table holds about 30,000 label sets: the pods of a workload that
+// arrive far apart (10,000 other label sets in between) still share.
 const (
-	maxSharedLabelBytes = 1024
-	maxLabelTableBytes  = 4 << 20
+	maxSharedLabelBytes   = 1024
+	maxPodLabelTableBytes = 16 << 20
+	maxPolicyLabelBytes   = 4 << 20
 )
 
 // labelSets hands out one map per distinct set of labels: the pods of one
@@ -149,9 +153,21 @@ type labelSets struct {
 	mu    sync.Mutex
 	sets  map[string]map[string]string
 	bytes int
+	limit int
 }
 
-var sharedLabels = &labelSets{sets: map[string]map[string]string{}}
+// Two tables, each with its own bound: the labels of pods and namespaces,
+// and the labels and selectors of NetworkPolicies and WorkloadIsolations,
+// which recur across a resource and its policies but rarely on pods, so that
+// they do not crowd the pods' label sets out.
+var (
+	podLabels    = newLabelSets(maxPodLabelTableBytes)
+	policyLabels = newLabelSets(maxPolicyLabelBytes)
+)
+
+func newLabelSets(limit int) *labelSets {
+	return &labelSets{sets: map[string]map[string]string{}, limit: limit}
+}
 
 func (l *labelSets) share(in map[string]string) map[string]string {
 	if len(in) == 0 {
@@ -164,25 +180,30 @@ func (l *labelSets) share(in map[string]string) map[string]string {
 	if size > maxSharedLabelBytes {
 		return in
 	}
+	// The key spells each label with the lengths of its key and value:
+	// label texts are not all validated (a WorkloadIsolation's selector is
+	// checked by the operator, after the cache), so no separator is safe.
 	keys := slices.Sorted(maps.Keys(in))
 	var b strings.Builder
-	b.Grow(size + 2*len(keys))
+	b.Grow(size + 8*len(keys))
 	for _, k := range keys {
+		b.WriteString(strconv.Itoa(len(k)))
+		b.WriteByte(':')
 		b.WriteString(k)
-		b.WriteByte(0)
+		b.WriteString(strconv.Itoa(len(in[k])))
+		b.WriteByte(':')
 		b.WriteString(in[k])
-		b.WriteByte(0)
 	}
 	key := b.String()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if m, ok := l.sets[key]; ok {
+	if m, ok := l.sets[key]; ok && maps.Equal(m, in) {
 		return m
 	}
 	// The key, the map's strings and the map itself: a header and a group
 	// of 8 slots of 32 bytes per 8 entries, with the table's own slot.
 	cost := len(key) + size + 96 + 288*((len(in)+7)/8)
-	if l.bytes+cost > maxLabelTableBytes {
+	if l.bytes+cost > l.limit {
 		l.sets, l.bytes = map[string]map[string]string{}, 0
 	}
 	// Keys recur across label sets and are interned. Values are not: most

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -151,20 +152,30 @@ func TestSlimObjectsSharesLabelSets(t *testing.T) {
 	if reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
 		t.Error("equal label sets are separate maps")
 	}
-	// A key/value split that concatenates to the same text is another set.
-	c := pod(map[string]string{"app": "model\x00pod-template-hash", "x": "7d9f8"})
-	if reflect.DeepEqual(a, c) || c["x"] != "7d9f8" {
-		t.Errorf("different label sets mixed: %v", c)
+	// A set whose texts spell another set's labels is another set: a
+	// WorkloadIsolation's selector reaches the cache unvalidated, and must
+	// not replace the labels of other objects.
+	for _, forged := range []map[string]string{
+		{"app": "model\x00pod-template-hash\x007d9f8"},
+		{"app": "model", "pod-template-hash": "7d9f8", "": ""},
+		{"app5:model17:pod-template-hash5:7d9f8": ""},
+	} {
+		if got := pod(forged); !maps.Equal(got, forged) {
+			t.Errorf("forged label set %q came back as %q", forged, got)
+		}
+		if again := pod(map[string]string{"app": "model", "pod-template-hash": "7d9f8"}); !maps.Equal(again, a) {
+			t.Errorf("after forged set %q, a pod's labels came back as %q", forged, again)
+		}
 	}
 	// Label churn does not grow the table beyond its bound in bytes.
 	for i := range 100000 {
 		pod(map[string]string{"app": "model", "pod-template-hash": fmt.Sprint(i)})
 	}
-	sharedLabels.mu.Lock()
-	n := sharedLabels.bytes
-	sharedLabels.mu.Unlock()
-	if n > maxLabelTableBytes {
-		t.Errorf("label table holds %d bytes, bound %d", n, maxLabelTableBytes)
+	podLabels.mu.Lock()
+	n := podLabels.bytes
+	podLabels.mu.Unlock()
+	if n > maxPodLabelTableBytes {
+		t.Errorf("label table holds %d bytes, bound %d", n, maxPodLabelTableBytes)
 	}
 	// An outsized label set is not kept in the table at all.
 	huge := map[string]string{}
@@ -172,14 +183,31 @@ func TestSlimObjectsSharesLabelSets(t *testing.T) {
 		huge[fmt.Sprintf("key-%d", i)] = strings.Repeat("v", 63)
 	}
 	got := pod(huge)
-	sharedLabels.mu.Lock()
-	defer sharedLabels.mu.Unlock()
-	for _, m := range sharedLabels.sets {
+	podLabels.mu.Lock()
+	defer podLabels.mu.Unlock()
+	for _, m := range podLabels.sets {
 		if reflect.ValueOf(m).UnsafePointer() == reflect.ValueOf(got).UnsafePointer() {
 			t.Error("an outsized label set is kept in the table")
 		}
 	}
 	if !reflect.DeepEqual(got, huge) {
 		t.Error("an outsized label set lost labels")
+	}
+}
+
+// The pods of a workload share their labels even when many other label
+// sets arrive between them (a large cluster listed or created out of
+// order): 12,000 distinct sets fit in the pods' table.
+func TestSlimObjectsSharesLabelSetsArrivingFarApart(t *testing.T) {
+	table := newLabelSets(maxPodLabelTableBytes)
+	labels := func(app string) map[string]string {
+		return map[string]string{"app": app, "app.kubernetes.io/part-of": "bench", "pod-template-hash": "5f7d9c8b4"}
+	}
+	first := table.share(labels("workload-0"))
+	for i := range 12000 {
+		table.share(labels(fmt.Sprintf("workload-%d", i+1)))
+	}
+	if again := table.share(labels(strings.Clone("workload-0"))); reflect.ValueOf(again).UnsafePointer() != reflect.ValueOf(first).UnsafePointer() {
+		t.Error("two pods of a workload hold separate label maps after 12,000 other label sets")
 	}
 }

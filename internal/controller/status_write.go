@@ -29,18 +29,15 @@ type writtenStatus struct {
 	status          isolationv1alpha1.WorkloadIsolationStatus
 }
 
-// patchStatus writes the status when it differs from what the server holds.
-// What the server holds is the cached copy, unless this process wrote the
-// status since and the cache has not caught up with that write yet (see
-// pending): then it is what was written. A stale cache can therefore not
-// hide a change. The patch carries the cached resourceVersion (optimistic
-// locking), so a patch computed from a stale copy fails with a conflict and
-// is retried instead of overwriting newer status.
-func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached, after *isolationv1alpha1.WorkloadIsolation) error {
-	server := &cached.Status
-	if last := r.pending(cached); last != nil {
-		server = last
-	}
+// patchStatus writes the status when it differs from server, what the
+// server holds (serverStatus): the cached copy, unless this process wrote
+// the status since and the cache has not caught up with that write yet. A
+// stale cache can therefore not hide a change. The patch carries the cached
+// resourceVersion (optimistic locking), so a patch computed from a stale
+// copy fails with a conflict and is retried instead of overwriting newer
+// status.
+func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached *isolationv1alpha1.WorkloadIsolation,
+	server *isolationv1alpha1.WorkloadIsolationStatus, after *isolationv1alpha1.WorkloadIsolation) error {
 	if equality.Semantic.DeepEqual(*server, after.Status) {
 		return nil
 	}
@@ -50,6 +47,18 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached, a
 	}
 	r.written.Store(client.ObjectKeyFromObject(after), &writtenStatus{uid: after.UID, resourceVersion: after.ResourceVersion, status: *after.Status.DeepCopy()})
 	return nil
+}
+
+// serverStatus returns what the server holds of cached's status: the status
+// this process last wrote when the cache has not caught up with that write
+// yet (so that an unchanged outcome computes exactly what the server holds,
+// transition times included, and writes nothing), the cached status
+// otherwise.
+func (r *WorkloadIsolationReconciler) serverStatus(cached *isolationv1alpha1.WorkloadIsolation) *isolationv1alpha1.WorkloadIsolationStatus {
+	if last := r.pending(cached); last != nil {
+		return last
+	}
+	return &cached.Status
 }
 
 // pending returns the status this process last wrote for the object when
@@ -93,16 +102,6 @@ func (r *WorkloadIsolationReconciler) cacheCaughtUp(_ context.Context, e event.U
 	last := v.(*writtenStatus)
 	if last.uid != e.ObjectNew.GetUID() || !olderVersion(e.ObjectNew.GetResourceVersion(), last.resourceVersion) {
 		r.written.CompareAndDelete(key, v)
-	}
-}
-
-// rebase starts wi's status from the last status this process wrote when
-// the cache has not caught up with that write yet, so that an unchanged
-// outcome computes exactly what the server holds (transition times
-// included) and writes nothing.
-func (r *WorkloadIsolationReconciler) rebase(wi *isolationv1alpha1.WorkloadIsolation) {
-	if last := r.pending(wi); last != nil {
-		wi.Status = *last.DeepCopy()
 	}
 }
 

@@ -33,7 +33,8 @@ type syncResult struct {
 }
 
 // syncPolicies makes the cluster hold exactly the desired policies of wi,
-// given the policies of its namespace (existing, a private copy),
+// given the policies of its namespace (existing, the cache's own objects:
+// read, never modified),
 // touching only the policies wi owns (policy.Owned): it creates the missing
 // ones, repairs the owned ones that differ, and deletes the owned ones no
 // longer desired. Up-to-date policies cause no request at all. Names taken by

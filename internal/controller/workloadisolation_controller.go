@@ -63,7 +63,7 @@ type WorkloadIsolationReconciler struct {
 	// starts from a cached object older than its last status write does not
 	// record the same transition twice. Entries go when the object does.
 	recorded sync.Map
-	// written remembers the last status written per object (writtenStatus),
+	// written remembers the last status written per object (*writtenStatus),
 	// so that a cache older than that write cannot hide a change.
 	written sync.Map
 	// repairs remembers recent repairs per object (*repairLog).
@@ -119,7 +119,10 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, nil
 	}
 	cached := wi.DeepCopy()
-	r.rebase(wi)
+	// What the server holds, read once: the watch may bring this process's
+	// last write into the cache while the reconcile runs.
+	server := r.serverStatus(cached)
+	wi.Status = *server.DeepCopy()
 	before := wi.DeepCopy()
 
 	outcome, err := r.reconcile(ctx, wi)
@@ -130,7 +133,7 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, err
 	}
 	status.SetConditions(&wi.Status, outcome)
-	if patchErr := r.patchStatus(ctx, cached, wi); patchErr != nil {
+	if patchErr := r.patchStatus(ctx, cached, server, wi); patchErr != nil {
 		return ctrl.Result{}, errors.Join(err, patchErr)
 	}
 	r.recordTransition(before, wi)

@@ -8,9 +8,9 @@ import (
 )
 
 // ProcessCPU is the CPU time, in seconds, that the processes sharing the
-// machine used: the control plane's (all kube-apiserver and etcd processes
-// of the machine: the benchmark runs one control plane at a time) and the
-// benchmark's own. The operator's is read from its metrics.
+// machine used: the control plane's (the kube-apiserver and etcd processes
+// the benchmark started) and the benchmark's own. The operator's is read
+// from its metrics.
 type ProcessCPU struct {
 	APIServer, Etcd, Benchmark float64
 }
@@ -27,8 +27,8 @@ func (p ProcessCPU) String() string {
 // clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat times.
 const clockTicks = 100
 
-// readProcessCPU reads /proc: utime plus stime of every thread, for the
-// processes named kube-apiserver and etcd and for this one.
+// readProcessCPU reads /proc: utime plus stime (of all threads), for this
+// process and its children named kube-apiserver and etcd.
 func readProcessCPU() (ProcessCPU, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -41,13 +41,14 @@ func readProcessCPU() (ProcessCPU, error) {
 		if err != nil {
 			continue
 		}
-		comm, seconds, err := processTimes(pid)
+		comm, parent, seconds, err := processTimes(pid)
 		if err != nil {
 			continue // gone meanwhile
 		}
 		switch {
 		case pid == self:
 			out.Benchmark += seconds
+		case parent != self:
 		case comm == "kube-apiserver":
 			out.APIServer += seconds
 		case comm == "etcd":
@@ -57,30 +58,32 @@ func readProcessCPU() (ProcessCPU, error) {
 	return out, nil
 }
 
-// processTimes returns a process's command name and its user plus system
-// CPU seconds.
-func processTimes(pid int) (string, float64, error) {
+// processTimes returns a process's command name, its parent and its user
+// plus system CPU seconds.
+func processTimes(pid int) (string, int, float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
 	text := string(data)
 	open, closing := strings.IndexByte(text, '('), strings.LastIndexByte(text, ')')
 	if open < 0 || closing < open {
-		return "", 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	fields := strings.Fields(text[closing+1:])
-	// fields[0] is the state (field 3); utime and stime are fields 14, 15.
+	// fields[0] is the state (field 3), fields[1] the parent (field 4);
+	// utime and stime are fields 14 and 15.
 	if len(fields) < 13 {
-		return "", 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
+	parent, err0 := strconv.Atoi(fields[1])
 	utime, err1 := strconv.ParseFloat(fields[11], 64)
 	stime, err2 := strconv.ParseFloat(fields[12], 64)
-	if err1 != nil || err2 != nil {
-		return "", 0, fmt.Errorf("/proc/%d/stat: unreadable times", pid)
+	if err0 != nil || err1 != nil || err2 != nil {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unreadable fields", pid)
 	}
-	return text[open+1 : closing], (utime + stime) / clockTicks, nil
+	return text[open+1 : closing], parent, (utime + stime) / clockTicks, nil
 }
 
 // processCPUSince returns the CPU time used since before.
