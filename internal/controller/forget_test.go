@@ -23,17 +23,22 @@ func entries(m interface{ Range(func(k, v any) bool) }) int {
 	return n
 }
 
-// What the reconciler remembers per object (the last Event per condition,
-// the last status written) goes with the object, so memory does not grow
-// with every resource ever created.
-func TestReconcilerForgetsDeletedObjects(t *testing.T) {
-	ctx := context.Background()
-	wi := &isolationv1alpha1.WorkloadIsolation{
+// localAI is a WorkloadIsolation as the server returns it.
+func localAI() *isolationv1alpha1.WorkloadIsolation {
+	return &isolationv1alpha1.WorkloadIsolation{
 		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
 		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
 			PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}},
 		}},
 	}
+}
+
+// What the reconciler remembers per object (the last Event per condition,
+// the last status written) goes with the object, so memory does not grow
+// with every resource ever created.
+func TestReconcilerForgetsDeletedObjects(t *testing.T) {
+	ctx := context.Background()
+	wi := localAI()
 	allowAll := &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "local-ai"},
 		Spec:       networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}},
@@ -64,12 +69,7 @@ func TestReconcilerForgetsDeletedObjects(t *testing.T) {
 // memory per resource on large clusters.
 func TestReconcilerForgetsWrittenStatusOnceCached(t *testing.T) {
 	ctx := context.Background()
-	wi := &isolationv1alpha1.WorkloadIsolation{
-		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
-		Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
-			PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}},
-		}},
-	}
+	wi := localAI()
 	server := fake.NewClientBuilder().WithScheme(localcp.Scheme()).WithObjects(wi).WithStatusSubresource(wi).Build()
 	r := &WorkloadIsolationReconciler{Client: server, Recorder: events.NewFakeRecorder(10)}
 	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(wi)}); err != nil {
@@ -103,11 +103,7 @@ func TestReconcilerForgetsWrittenStatusOnceCached(t *testing.T) {
 func TestStatusBaselineHoldsWhileTheCacheCatchesUp(t *testing.T) {
 	ctx := context.Background()
 	setup := func() (client.Client, *WorkloadIsolationReconciler, *isolationv1alpha1.WorkloadIsolation, *isolationv1alpha1.WorkloadIsolation) {
-		wi := &isolationv1alpha1.WorkloadIsolation{
-			ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
-			Spec: isolationv1alpha1.WorkloadIsolationSpec{Target: isolationv1alpha1.Target{
-				PodSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}}}},
-		}
+		wi := localAI()
 		server := fake.NewClientBuilder().WithScheme(localcp.Scheme()).WithObjects(wi).WithStatusSubresource(wi).Build()
 		r := &WorkloadIsolationReconciler{Client: server, Recorder: events.NewFakeRecorder(10)}
 		// The cache holds a status with two exposures.
