@@ -2,6 +2,7 @@ package controller
 
 import (
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,25 +136,27 @@ func slimIsolation(wi *isolationv1alpha1.WorkloadIsolation) {
 // Bounds of the label-set tables. Only label sets of at most
 // maxSharedLabelBytes of text are shared (a pod's labels are usually a few
 // hundred bytes; an outsized set gains little from sharing and must not be
-// kept beyond its pod), and a table starts afresh once it holds its bound
-// in bytes (label sets already shared stay shared), so label churn cannot
-// grow it: what it keeps beyond the live objects is bounded by bytes. The
-// pods' table holds about 30,000 label sets: the pods of a workload that
-// arrive far apart (10,000 other label sets in between) still share.
+// kept beyond its pod). A table holds two generations of label sets, each
+// bounded in bytes: when the current one is full it becomes the previous
+// one, whose sets are still found (and carried over when found), and the
+// one before is dropped (label sets already shared stay shared). Label
+// churn therefore cannot grow a table beyond twice its bound, and the pods
+// of a workload that arrive far apart still share: a generation of the
+// pods' table holds about 15,000 label sets of a Deployment's pods.
 const (
 	maxSharedLabelBytes   = 1024
-	maxPodLabelTableBytes = 16 << 20
-	maxPolicyLabelBytes   = 4 << 20
+	maxPodLabelTableBytes = 8 << 20
+	maxPolicyLabelBytes   = 2 << 20
 )
 
 // labelSets hands out one map per distinct set of labels: the pods of one
 // ReplicaSet carry the same labels, and a cached object's labels are never
 // modified (reads copy them or only read them).
 type labelSets struct {
-	mu    sync.Mutex
-	sets  map[string]map[string]string
-	bytes int
-	limit int
+	mu         sync.Mutex
+	sets, prev map[string]map[string]string
+	bytes      int
+	limit      int
 }
 
 // Two tables, each with its own bound: the labels of pods and namespaces,
@@ -200,23 +203,38 @@ func (l *labelSets) share(in map[string]string) map[string]string {
 	if m, ok := l.sets[key]; ok && maps.Equal(m, in) {
 		return m
 	}
-	// The key, the map's strings and the map itself: a header and a group
-	// of 8 slots of 32 bytes per 8 entries, with the table's own slot.
-	cost := len(key) + size + 96 + 288*((len(in)+7)/8)
-	if l.bytes+cost > l.limit {
-		l.sets, l.bytes = map[string]map[string]string{}, 0
+	m, ok := l.prev[key]
+	if !ok || !maps.Equal(m, in) {
+		// Keys recur across label sets and are interned. Values are not:
+		// most recur only within their set (an app's name, a template
+		// hash), which the shared map already holds once, and an interned
+		// string costs more than its copy.
+		m = make(map[string]string, len(in))
+		for _, k := range keys {
+			m[intern(k)] = in[k]
+		}
 	}
-	// Keys recur across label sets and are interned. Values are not: most
-	// recur only within their set (an app's name, a template hash), which
-	// the shared map already holds once, and an interned string costs more
-	// than its copy.
-	m := make(map[string]string, len(in))
-	for _, k := range keys {
-		m[intern(k)] = in[k]
+	cost := b.Cap() + size + mapBytes(len(in)) + 64 // the key, the strings, the map, the table's slot (as it grows)
+	if l.bytes+cost > l.limit {
+		l.prev, l.sets, l.bytes = l.sets, map[string]map[string]string{}, 0
 	}
 	l.sets[key] = m
 	l.bytes += cost
 	return m
+}
+
+// mapBytes estimates the memory of a map[string]string of n entries as Go
+// lays it out: up to 8 entries in one group of 8 slots of 32 bytes plus its
+// control word, more in a table of groups sized to the power of two at or
+// above n/(7/8) slots; allocations round up (a quarter is allowed: large
+// ones to whole pages).
+func mapBytes(n int) int {
+	const header, group = 48, 8 + 8*32
+	if n <= 8 {
+		return header + group
+	}
+	slots := 1 << bits.Len(uint((8*n+6)/7-1))
+	return (header + 64 + 8 + slots/8*group) * 5 / 4
 }
 
 // intern returns a canonical copy of s. The canonical copy lives as long as

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -197,17 +198,53 @@ func TestSlimObjectsSharesLabelSets(t *testing.T) {
 
 // The pods of a workload share their labels even when many other label
 // sets arrive between them (a large cluster listed or created out of
-// order): 12,000 distinct sets fit in the pods' table.
+// order): 20,000 distinct sets fit in the pods' table's two generations.
 func TestSlimObjectsSharesLabelSetsArrivingFarApart(t *testing.T) {
 	table := newLabelSets(maxPodLabelTableBytes)
 	labels := func(app string) map[string]string {
 		return map[string]string{"app": app, "app.kubernetes.io/part-of": "bench", "pod-template-hash": "5f7d9c8b4"}
 	}
 	first := table.share(labels("workload-0"))
-	for i := range 12000 {
+	for i := range 20000 {
 		table.share(labels(fmt.Sprintf("workload-%d", i+1)))
 	}
 	if again := table.share(labels(strings.Clone("workload-0"))); reflect.ValueOf(again).UnsafePointer() != reflect.ValueOf(first).UnsafePointer() {
-		t.Error("two pods of a workload hold separate label maps after 12,000 other label sets")
+		t.Error("two pods of a workload hold separate label maps after 20,000 other label sets")
+	}
+}
+
+// The table's bound is in real bytes: what it holds is not more than it
+// counts, for small and for wide label sets (a tenant's pods may carry
+// hundreds of labels).
+func TestLabelTableCountsWhatItHolds(t *testing.T) {
+	for _, width := range []int{3, 9, 16, 32, 450} {
+		table := newLabelSets(1 << 30)
+		sets := make([]map[string]string, 1000)
+		for i := range sets {
+			sets[i] = map[string]string{}
+			for j := range width {
+				sets[i][fmt.Sprintf("%c%c", 'a'+j%26, 'a'+j/26)] = ""
+			}
+			sets[i]["set"] = fmt.Sprint(i)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, set := range sets {
+			table.share(set)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+		table.mu.Lock()
+		counted := table.bytes
+		table.mu.Unlock()
+		t.Logf("%d labels per set: %d bytes held, %d counted", width+1, held, counted)
+		// Allowance for what else the test process allocates meanwhile.
+		if held > int64(counted)+int64(counted)/20+64<<10 {
+			t.Errorf("%d labels per set: the table holds %d bytes and counts %d", width+1, held, counted)
+		}
+		runtime.KeepAlive(table)
+		runtime.KeepAlive(sets) // the sets' own memory is not the table's
 	}
 }

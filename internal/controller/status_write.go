@@ -49,37 +49,32 @@ func (r *WorkloadIsolationReconciler) patchStatus(ctx context.Context, cached *i
 	return nil
 }
 
-// serverStatus returns what the server holds of cached's status: the status
-// this process last wrote when the cache has not caught up with that write
-// yet (so that an unchanged outcome computes exactly what the server holds,
-// transition times included, and writes nothing), the cached status
-// otherwise.
-func (r *WorkloadIsolationReconciler) serverStatus(cached *isolationv1alpha1.WorkloadIsolation) *isolationv1alpha1.WorkloadIsolationStatus {
-	if last := r.pending(cached); last != nil {
-		return last
+// lastWrite returns the status this process last wrote for key, nil when
+// none is remembered. It is read before the cached copy: cacheCaughtUp may
+// drop it at any moment once the cache holds the write, and a copy read
+// before a write reached the cache must still be compared with that write.
+func (r *WorkloadIsolationReconciler) lastWrite(key types.NamespacedName) *writtenStatus {
+	if v, ok := r.written.Load(key); ok {
+		return v.(*writtenStatus)
 	}
-	return &cached.Status
+	return nil
 }
 
-// pending returns the status this process last wrote for the object when
-// the cached copy is older than that write, nil when the cache has caught up
-// with it or moved past it (then the remembered write is dropped, and the
-// cached copy, whoever wrote it last, is what the server holds). Versions
-// are compared as the integers etcd issues; where they cannot be compared
-// the cached copy is taken, and a stale one costs only a conflict and a
-// retry.
-func (r *WorkloadIsolationReconciler) pending(cached *isolationv1alpha1.WorkloadIsolation) *isolationv1alpha1.WorkloadIsolationStatus {
-	key := client.ObjectKeyFromObject(cached)
-	v, ok := r.written.Load(key)
-	if !ok {
-		return nil
-	}
-	last := v.(*writtenStatus)
-	if last.uid == cached.UID && olderVersion(cached.ResourceVersion, last.resourceVersion) {
+// serverStatus returns what the server holds of cached's status, given
+// last (lastWrite, read before cached): last's status when the cache has not
+// caught up with that write yet (so that an unchanged outcome computes
+// exactly what the server holds, transition times included, and writes
+// nothing), the cached status otherwise. Versions are compared as the
+// integers etcd issues; where they cannot be compared the cached copy is
+// taken, and a stale one costs only a conflict and a retry.
+func (r *WorkloadIsolationReconciler) serverStatus(cached *isolationv1alpha1.WorkloadIsolation, last *writtenStatus) *isolationv1alpha1.WorkloadIsolationStatus {
+	if last != nil && last.uid == cached.UID && olderVersion(cached.ResourceVersion, last.resourceVersion) {
 		return &last.status
 	}
-	r.written.Delete(key)
-	return nil
+	if last != nil {
+		r.written.CompareAndDelete(client.ObjectKeyFromObject(cached), last)
+	}
+	return &cached.Status
 }
 
 // olderVersion reports whether resourceVersion a is known to be older than b.

@@ -101,6 +101,7 @@ type WorkloadIsolationReconciler struct {
 // A healthy resource comes back after the resync interval, as a backstop for
 // events the operator missed.
 func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	last := r.lastWrite(req.NamespacedName) // before the cached copy: see lastWrite
 	wi := &isolationv1alpha1.WorkloadIsolation{}
 	if err := r.Get(ctx, req.NamespacedName, wi); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -121,7 +122,7 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	cached := wi.DeepCopy()
 	// What the server holds, read once: the watch may bring this process's
 	// last write into the cache while the reconcile runs.
-	server := r.serverStatus(cached)
+	server := r.serverStatus(cached, last)
 	wi.Status = *server.DeepCopy()
 	before := wi.DeepCopy()
 
