@@ -99,10 +99,49 @@ type Input struct {
 	OwnerOf func(*networkingv1.NetworkPolicy) string
 	// Self is the name of the WorkloadIsolation analysed.
 	Self string
+	// Admin are the admin-tier policies (AdminNetworkPolicy, or
+	// ClusterNetworkPolicy of the Admin tier) that select target pods and
+	// come before anything that would deny: their Allow rules admit
+	// traffic whatever the NetworkPolicies say. They are analysed like
+	// policies that select every target pod and isolate none.
+	Admin []AdminPolicy
 	// Budget is the most evaluation steps (one selector requirement, port
 	// or label match each) the analysis may take; 0 means DefaultBudget.
 	// When it runs out the report is Incomplete.
 	Budget int
+}
+
+// AdminPolicy is the part of an admin-tier policy that can widen: its
+// Allow (Accept) rules, spelled as NetworkPolicy rules whose peers always
+// name their namespaces.
+type AdminPolicy struct {
+	// Name is how exposures name the policy, such as
+	// "AdminNetworkPolicy/allow-monitoring".
+	Name    string
+	Ingress []networkingv1.NetworkPolicyIngressRule
+	Egress  []networkingv1.NetworkPolicyEgressRule
+}
+
+// adminTier is the policy type of an admin-tier policy seen as a
+// NetworkPolicy: it isolates no direction.
+const adminTier networkingv1.PolicyType = "AdminTier"
+
+// withAdmin returns the policies to analyse: the admin-tier ones, as
+// NetworkPolicies of the namespace selecting every pod, then the others.
+func withAdmin(in Input) []networkingv1.NetworkPolicy {
+	if len(in.Admin) == 0 {
+		return in.Policies
+	}
+	out := make([]networkingv1.NetworkPolicy, 0, len(in.Admin)+len(in.Policies))
+	for _, p := range in.Admin {
+		out = append(out, networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: in.Namespace},
+			Spec: networkingv1.NetworkPolicySpec{
+				PolicyTypes: []networkingv1.PolicyType{adminTier}, Ingress: p.Ingress, Egress: p.Egress,
+			},
+		})
+	}
+	return append(out, in.Policies...)
 }
 
 // ControllingIsolation is an Input.OwnerOf for policies in the cluster: the
@@ -195,6 +234,7 @@ const latentNote = " (latent: admits no existing namespace beyond the declared o
 // egress, those that let the target pods reach more than the declared
 // destinations and ports.
 func Analyze(in Input) Report {
+	in.Policies = withAdmin(in)
 	a := newAnalyzer(in)
 	var report Report
 	for i := range in.Policies {

@@ -10,7 +10,8 @@ import (
 type Path struct {
 	// Direction is Ingress for a way in, Egress for a way out.
 	Direction Direction
-	// Policy is the NetworkPolicy's name; empty for pods no policy isolates.
+	// Policy is the NetworkPolicy's name (an admin-tier policy's Input.Admin
+	// name); empty for pods no policy isolates.
 	Policy string
 	// Pods is how many target pods the path concerns.
 	Pods int
@@ -39,6 +40,7 @@ type Path struct {
 // person's question, not the controller.
 func Explain(in Input) []Path {
 	in.Budget = math.MaxInt
+	in.Policies = withAdmin(in)
 	a := newAnalyzer(in)
 	var paths []Path
 	directions := []Direction{Ingress}

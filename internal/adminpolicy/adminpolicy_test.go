@@ -1,0 +1,398 @@
+package adminpolicy
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/intent"
+)
+
+func tcp(port int32) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(port))}
+}
+
+func named(name string) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString(name))}
+}
+
+func sel(kv ...string) *metav1.LabelSelector {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return &metav1.LabelSelector{MatchLabels: m}
+}
+
+// localAI is an intent with every kind of peer: a same-namespace pod
+// source, a namespace source, an address source, and egress to pods, to an
+// address range with an exception, and DNS.
+func localAI() *intent.Intent {
+	return &intent.Intent{
+		Name: "localai", Namespace: "ai", UID: "0b5e6c2a-1111-2222-3333-444455556666",
+		Target: *sel("app", "localai"),
+		Ingress: []intent.Rule{
+			{Name: "gateway", Peers: []networkingv1.NetworkPolicyPeer{
+				{PodSelector: sel("app", "gateway")},
+				{NamespaceSelector: sel("team", "web")},
+				{IPBlock: &networkingv1.IPBlock{CIDR: "203.0.113.0/24"}},
+			}, Ports: []networkingv1.NetworkPolicyPort{tcp(8080), named("metrics")}},
+			{Name: "lb", Peers: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}}},
+		},
+		Egress: &intent.Egress{
+			Rules: []intent.Rule{
+				{Name: "store", Peers: []networkingv1.NetworkPolicyPeer{
+					{NamespaceSelector: sel("kubernetes.io/metadata.name", "minio"), PodSelector: sel("app", "minio")},
+					{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.96.0.0/12"}}},
+				}, Ports: []networkingv1.NetworkPolicyPort{tcp(9000), named("s3")}},
+			},
+			DNS: &intent.DNS{Preset: "cluster-dns", Rule: intent.Rule{Name: "cluster-dns", Peers: []networkingv1.NetworkPolicyPeer{
+				{NamespaceSelector: sel("kubernetes.io/metadata.name", "kube-system"), PodSelector: sel("k8s-app", "kube-dns")},
+			}, Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(53))}}}},
+		},
+	}
+}
+
+func TestANPAllowsTheDeclaredPeersAndDeniesTheRest(t *testing.T) {
+	anp, err := ANP(localAI(), 950)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := yaml.Marshal(anp.Spec)
+	want := `egress:
+- action: Allow
+  name: allow-store
+  ports:
+  - portNumber:
+      port: 9000
+      protocol: TCP
+  - namedPort: s3
+  to:
+  - pods:
+      namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: minio
+      podSelector:
+        matchLabels:
+          app: minio
+- action: Allow
+  name: allow-store-addresses
+  ports:
+  - portNumber:
+      port: 9000
+      protocol: TCP
+  to:
+  - networks:
+    - 10.0.0.0/10
+    - 10.64.0.0/11
+    - 10.112.0.0/12
+    - 10.128.0.0/9
+- action: Allow
+  name: allow-cluster-dns
+  ports:
+  - portNumber:
+      port: 53
+      protocol: UDP
+  to:
+  - pods:
+      namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+- action: Deny
+  name: deny-other-destinations
+  to:
+  - namespaces: {}
+  - networks:
+    - 0.0.0.0/0
+    - ::/0
+ingress:
+- action: Allow
+  from:
+  - pods:
+      namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: ai
+      podSelector:
+        matchLabels:
+          app: gateway
+  - namespaces:
+      matchLabels:
+        team: web
+  name: allow-gateway
+  ports:
+  - portNumber:
+      port: 8080
+      protocol: TCP
+  - namedPort: metrics
+- action: Deny
+  from:
+  - namespaces: {}
+  name: deny-other-pods
+priority: 950
+subject:
+  pods:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: ai
+    podSelector:
+      matchLabels:
+        app: localai
+`
+	if string(got) != want {
+		t.Errorf("spec:\n%s\nwant:\n%s", got, want)
+	}
+	if !Owns(anp.Name, anp.Labels) || OwnerOf(anp).String() != "ai/localai" {
+		t.Errorf("the rendered policy is not recognised as the operator's: %s %v %v", anp.Name, anp.Labels, anp.Annotations)
+	}
+}
+
+func TestCNPSpellsPortsAsProtocols(t *testing.T) {
+	in := localAI()
+	in.Ingress[0].Ports = append(in.Ingress[0].Ports,
+		networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolUDP)},
+		networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolSCTP), Port: ptr.To(intstr.FromInt32(100)), EndPort: ptr.To(int32(200))})
+	cnp, err := CNP(in, 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnp.Spec.Tier != cnpv1alpha2.AdminTier || cnp.Spec.Priority != 900 {
+		t.Errorf("tier %s priority %d", cnp.Spec.Tier, cnp.Spec.Priority)
+	}
+	got, _ := yaml.Marshal(cnp.Spec.Ingress[0].Protocols)
+	want := `- tcp:
+    destinationPort:
+      number: 8080
+- destinationNamedPort: metrics
+- udp: {}
+- sctp:
+    destinationPort:
+      range:
+        end: 200
+        start: 100
+`
+	if string(got) != want {
+		t.Errorf("protocols:\n%s\nwant:\n%s", got, want)
+	}
+	last := cnp.Spec.Ingress[len(cnp.Spec.Ingress)-1]
+	if last.Action != cnpv1alpha2.ClusterNetworkPolicyRuleActionDeny || cnp.Spec.Ingress[0].Action != cnpv1alpha2.ClusterNetworkPolicyRuleActionAccept {
+		t.Errorf("actions: first %s, last %s", cnp.Spec.Ingress[0].Action, last.Action)
+	}
+}
+
+func TestAllSourcesAndAllDestinations(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
+		Ingress: []intent.Rule{{Name: "any"}},
+		Egress:  &intent.Egress{Rules: []intent.Rule{{Name: "any", Ports: []networkingv1.NetworkPolicyPort{tcp(443)}}}}}
+	anp, err := ANP(in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := yaml.Marshal(anp.Spec.Egress[:2])
+	want := `- action: Allow
+  name: allow-any
+  ports:
+  - portNumber:
+      port: 443
+      protocol: TCP
+  to:
+  - namespaces: {}
+- action: Allow
+  name: allow-any-addresses
+  ports:
+  - portNumber:
+      port: 443
+      protocol: TCP
+  to:
+  - networks:
+    - 0.0.0.0/0
+    - ::/0
+`
+	if string(got) != want {
+		t.Errorf("egress:\n%s\nwant:\n%s", got, want)
+	}
+	if len(anp.Spec.Ingress) != 2 || anp.Spec.Ingress[0].From[0].Namespaces == nil || anp.Spec.Ingress[0].Ports != nil {
+		t.Errorf("an ingress rule without sources must allow every pod on every port: %+v", anp.Spec.Ingress)
+	}
+}
+
+func TestAddressesWithOnlyNamedPortsAreLeftOut(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
+		Egress: &intent.Egress{Rules: []intent.Rule{{Name: "r", Ports: []networkingv1.NetworkPolicyPort{named("http")},
+			Peers: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.0.2.0/24"}}}}}}}
+	anp, err := ANP(in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(anp.Spec.Egress) != 1 || anp.Spec.Egress[0].Action != anpv1alpha1.AdminNetworkPolicyRuleActionDeny {
+		t.Errorf("an address reached only by a named port matches nothing; want only the final Deny, got %+v", anp.Spec.Egress)
+	}
+}
+
+func TestManyPeersAreSplitWithinTheAPIBounds(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x")}
+	var peers []networkingv1.NetworkPolicyPeer
+	for i := range 60 {
+		peers = append(peers, networkingv1.NetworkPolicyPeer{PodSelector: sel("n", strings.Repeat("a", i+1))})
+	}
+	in.Ingress = []intent.Rule{{Name: "many", Peers: peers}}
+	cnp, err := CNP(in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cnp.Spec.Ingress) != 4 || len(cnp.Spec.Ingress[0].From) != 25 || len(cnp.Spec.Ingress[2].From) != 10 {
+		t.Errorf("want 25+25+10 peers and the Deny, got %d rules", len(cnp.Spec.Ingress))
+	}
+	for range 30 {
+		in.Ingress = append(in.Ingress, intent.Rule{Name: "r", Peers: peers[:1]})
+	}
+	if _, err := CNP(in, 1); err == nil || !strings.Contains(err.Error(), "more than the 25") {
+		t.Errorf("34 rules in an API of 25: err = %v", err)
+	}
+	if _, err := ANP(in, 1); err != nil {
+		t.Errorf("34 rules fit AdminNetworkPolicy's 100: %v", err)
+	}
+}
+
+func TestChoose(t *testing.T) {
+	both := Served{AdminNetworkPolicy: true, ClusterNetworkPolicy: true}
+	for _, c := range []struct {
+		name, version string
+		enforces      bool
+		served        Served
+		want          Kind
+		says          string
+	}{
+		{"canal", "v3.30.2", true, both, AdminNetworkPolicy, "Calico v3.30.2 implements AdminNetworkPolicy"},
+		{"calico", "v3.29.0", true, both, AdminNetworkPolicy, ""},
+		{"calico", "v3.31.5", true, Served{ClusterNetworkPolicy: true}, "", "does not serve it"},
+		{"calico", "v3.32.0", true, both, ClusterNetworkPolicy, ""},
+		{"calico", "v3.28.4", true, both, "", "needs Calico 3.29"},
+		{"calico", "master", true, both, "", "not known"},
+		{"canal", "v3.30.2", false, both, "", "not known to enforce"},
+		{"antrea", "v2.4.0", true, both, ClusterNetworkPolicy, ""},
+		{"flannel+kube-network-policies", "v0.9.0", true, both, ClusterNetworkPolicy, ""},
+		{"flannel+kube-network-policies", "v0.9.0", true, Served{AdminNetworkPolicy: true}, "", "does not serve"},
+		{"cilium", "v1.19.4", true, both, "", "Cilium implements neither"},
+		{"kube-router", "v2.1.0", true, both, "", "not known to implement"},
+	} {
+		got := Choose(c.name, c.version, c.enforces, c.served)
+		if got.Kind != c.want || !strings.Contains(got.Message, c.says) {
+			t.Errorf("%s %s: got %q (%s), want %q containing %q", c.name, c.version, got.Kind, got.Message, c.want, c.says)
+		}
+	}
+}
+
+func TestPriorities(t *testing.T) {
+	p, err := ParsePriorities("900-902")
+	if err != nil || p.String() != "900-902" {
+		t.Fatalf("%v %v", p, err)
+	}
+	for _, bad := range []string{"", "900", "5-1", "0-1001", "-1-5", "a-b"} {
+		if _, err := ParsePriorities(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	taken := map[int32]bool{900: true}
+	if n, ok := p.Allocate(nil, taken); !ok || n != 901 {
+		t.Errorf("first free: %d %v", n, ok)
+	}
+	if n, ok := p.Allocate(ptr.To(int32(902)), taken); !ok || n != 902 {
+		t.Errorf("keeps its own: %d %v", n, ok)
+	}
+	if n, ok := p.Allocate(ptr.To(int32(900)), taken); !ok || n != 901 {
+		t.Errorf("moves off a taken one: %d %v", n, ok)
+	}
+	if n, ok := p.Allocate(ptr.To(int32(5)), taken); !ok || n != 901 {
+		t.Errorf("moves into the range: %d %v", n, ok)
+	}
+	if _, ok := p.Allocate(nil, map[int32]bool{900: true, 901: true, 902: true}); ok {
+		t.Error("a full range allocated")
+	}
+}
+
+// TestWidenings checks which foreign admin-tier rules reach the analysis,
+// and that the analysis reports them against the declared policies.
+func TestWidenings(t *testing.T) {
+	target := Target{Namespace: analysis.Object{Name: "ai", Labels: map[string]string{"tenant": "a"}},
+		Pods: []analysis.Object{{Name: "localai-0", Labels: map[string]string{"app": "localai"}}}}
+	allowFrom := func(name string, priority int32, subject anpv1alpha1.AdminNetworkPolicySubject, action anpv1alpha1.AdminNetworkPolicyRuleAction) anpv1alpha1.AdminNetworkPolicy {
+		p := anpv1alpha1.AdminNetworkPolicy{}
+		p.Name, p.Spec.Priority, p.Spec.Subject = name, priority, subject
+		p.Spec.Ingress = []anpv1alpha1.AdminNetworkPolicyIngressRule{{Action: action,
+			From: []anpv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: sel("team", "intruder")}}}}
+		return p
+	}
+	tenantA := anpv1alpha1.AdminNetworkPolicySubject{Namespaces: sel("tenant", "a")}
+	otherTenant := anpv1alpha1.AdminNetworkPolicySubject{Namespaces: sel("tenant", "b")}
+	otherPods := anpv1alpha1.AdminNetworkPolicySubject{Pods: &anpv1alpha1.NamespacedPod{PodSelector: *sel("app", "other")}}
+	guard := &Guard{Kind: AdminNetworkPolicy, Name: "isolator-u", Priority: 950}
+	anps := []anpv1alpha1.AdminNetworkPolicy{
+		allowFrom("before", 10, tenantA, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+		allowFrom("same", 950, tenantA, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+		allowFrom("after", 951, tenantA, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+		allowFrom("other-tenant", 10, otherTenant, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+		allowFrom("other-pods", 10, otherPods, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+		allowFrom("pass", 10, tenantA, anpv1alpha1.AdminNetworkPolicyRuleActionPass),
+		allowFrom("isolator-u", 950, tenantA, anpv1alpha1.AdminNetworkPolicyRuleActionAllow),
+	}
+	cnp := cnpv1alpha2.ClusterNetworkPolicy{}
+	cnp.Name, cnp.Spec.Tier, cnp.Spec.Priority = "cnp-after", cnpv1alpha2.AdminTier, 999
+	cnp.Spec.Subject.Namespaces = sel("tenant", "a")
+	cnp.Spec.Egress = []cnpv1alpha2.ClusterNetworkPolicyEgressRule{{Action: cnpv1alpha2.ClusterNetworkPolicyRuleActionAccept,
+		To: []cnpv1alpha2.ClusterNetworkPolicyEgressPeer{{Nodes: sel()}}}}
+	baseline := cnp
+	baseline.Name, baseline.Spec.Tier = "baseline", cnpv1alpha2.BaselineTier
+
+	got := Widenings(anps, []cnpv1alpha2.ClusterNetworkPolicy{cnp, baseline}, guard, target)
+	var names []string
+	for _, w := range got {
+		names = append(names, w.Name)
+	}
+	want := "AdminNetworkPolicy/before AdminNetworkPolicy/same AdminNetworkPolicy/pass ClusterNetworkPolicy/cnp-after"
+	if strings.Join(names, " ") != want {
+		t.Errorf("widenings: %s\nwant:       %s", strings.Join(names, " "), want)
+	}
+	if len(got) > 2 && len(got[2].Ingress) != 0 {
+		t.Errorf("a Pass rule admits nothing, got %+v", got[2].Ingress)
+	}
+	if all := Widenings(anps, nil, nil, target); len(all) != 5 {
+		t.Errorf("without a guard policy every selecting one counts: %d", len(all))
+	}
+
+	// The analysis reports the Allow rules and the node egress against
+	// the declared policies.
+	declared := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "localai-allow", Namespace: "ai"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: *sel("app", "localai"),
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("team", "web")}}}},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}}}}}}}
+	report := analysis.Analyze(analysis.Input{Namespace: "ai", TargetPods: target.Pods, Self: "localai",
+		Namespaces: []analysis.Object{target.Namespace, {Name: "intruder", Labels: map[string]string{"team": "intruder"}}},
+		Policies:   []networkingv1.NetworkPolicy{declared}, Declared: []networkingv1.NetworkPolicy{declared}, Admin: got})
+	var exposures []string
+	for _, e := range report.Exposures {
+		exposures = append(exposures, e.Policy+" "+string(e.Direction))
+	}
+	wantExp := "AdminNetworkPolicy/before Ingress,AdminNetworkPolicy/same Ingress,ClusterNetworkPolicy/cnp-after Egress"
+	if strings.Join(exposures, ",") != wantExp || report.Isolated() {
+		t.Errorf("exposures: %s\nwant:      %s", strings.Join(exposures, ","), wantExp)
+	}
+	// An admin-tier policy isolates nothing: alone, it leaves the target
+	// pods unselected.
+	alone := analysis.Analyze(analysis.Input{Namespace: "ai", TargetPods: target.Pods, Self: "localai", Admin: got[:1]})
+	if len(alone.Exposures) != 2 || alone.Exposures[1].Policy != analysis.Unselected {
+		t.Errorf("alone: %+v", alone.Exposures)
+	}
+}
