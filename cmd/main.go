@@ -28,8 +28,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/config"
 	"github.com/isolator-dev/isolator/internal/controller"
 )
@@ -54,6 +57,7 @@ type options struct {
 	pprofAddr            string
 	resync               time.Duration
 	watchNamespaces      string
+	adminPriorities      string
 }
 
 func main() {
@@ -83,6 +87,8 @@ func main() {
 		"How often a WorkloadIsolation is reconciled again when nothing happened, as a backstop for missed events (plus up to 10% jitter); it writes nothing when nothing changed; 0 disables it.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose WorkloadIsolations are reconciled; empty means all.")
 	opts := zap.Options{}
+	flag.StringVar(&o.adminPriorities, "admin-priorities", adminpolicy.DefaultPriorities.String(),
+		"Range of admin-tier priorities (first-last, within 0-1000; lower comes first) the guard's AdminNetworkPolicies and ClusterNetworkPolicies take, one each.")
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
@@ -235,6 +241,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	adminPriorities, err := adminpolicy.ParsePriorities(o.adminPriorities)
+	if err != nil {
+		return fmt.Errorf("--admin-priorities: %w", err)
+	}
 	detector := &controller.CNIDetector{Namespaces: cniNamespaces}
 	if declaredCNI != nil {
 		detector.Override = declaredCNI.Result()
@@ -243,6 +253,8 @@ func run(o options) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(anpv1alpha1.Install(scheme))
+	utilruntime.Must(cnpv1alpha2.Install(scheme))
 
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
@@ -285,6 +297,8 @@ func run(o options) error {
 		CNI:       detector,
 		Workers:   o.workers,
 		Resync:    resyncSetting(o.resync),
+
+		AdminPriorities: adminPriorities,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}

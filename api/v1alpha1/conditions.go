@@ -45,8 +45,10 @@ const (
 	// place. kstatus reports such a resource as Failed.
 	ConditionStalled = "Stalled"
 	// ConditionGuarded, set only with spec.guard: Enforce, says whether the
-	// admission guard is installed: True with reason GuardActive, False
-	// with GuardNotActive (Ready is then False too).
+	// guard is in place (status.guard lists its layers): True with reason
+	// GuardActive when the admission guard is installed and the dataplane
+	// layer is active or not offered by the cluster, False with
+	// GuardNotActive otherwise (Ready is then False too).
 	ConditionGuarded = "Guarded"
 )
 
@@ -117,7 +119,8 @@ const (
 	ReasonGuardActive = "GuardActive"
 	// ReasonGuardNotActive: spec.guard is Enforce but the cluster has no
 	// admission guard (the chart's guard.enabled is false, or the cluster
-	// does not serve ValidatingAdmissionPolicy).
+	// does not serve ValidatingAdmissionPolicy), or the CNI implements an
+	// admin-tier API and the guard's policy in it is not in place.
 	ReasonGuardNotActive = "GuardNotActive"
 	// ReasonUnanalysedPolicies: Cilium policies the operator did not write
 	// may select the target pods; the analysis does not read Cilium's own

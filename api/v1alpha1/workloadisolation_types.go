@@ -527,6 +527,71 @@ type WorkloadIsolationStatus struct {
 	// +optional
 	// +kubebuilder:validation:Enum=None;Isolated;NotIsolated
 	Egress EgressState `json:"egress,omitempty"`
+
+	// guard lists the layers of the guard and their state, with
+	// spec.guard: Enforce: Admission (the ValidatingAdmissionPolicy pair)
+	// and Dataplane (an admin-tier policy the CNI enforces).
+	// +optional
+	// +listType=map
+	// +listMapKey=layer
+	// +kubebuilder:validation:MaxItems=2
+	Guard []GuardLayer `json:"guard,omitempty"`
+}
+
+// GuardLayerName names a layer of the guard.
+// +kubebuilder:validation:Enum=Admission;Dataplane
+type GuardLayerName string
+
+// The layers of the guard.
+const (
+	// GuardLayerAdmission: the API server refuses NetworkPolicy writes
+	// that could re-open the target (a ValidatingAdmissionPolicy).
+	GuardLayerAdmission GuardLayerName = "Admission"
+	// GuardLayerDataplane: the CNI enforces an admin-tier policy
+	// (AdminNetworkPolicy or ClusterNetworkPolicy) that lets the target
+	// exchange traffic with the declared peers only, before any
+	// NetworkPolicy is consulted.
+	GuardLayerDataplane GuardLayerName = "Dataplane"
+)
+
+// GuardLayerState says whether a layer of the guard is in place.
+// +kubebuilder:validation:Enum=Active;NotActive;Unavailable
+type GuardLayerState string
+
+// Guard layer states.
+const (
+	// GuardLayerActive: the layer is in place.
+	GuardLayerActive GuardLayerState = "Active"
+	// GuardLayerNotActive: the cluster offers the layer, but it is not in
+	// place (not installed, or its object could not be written); Guarded
+	// and Ready are False.
+	GuardLayerNotActive GuardLayerState = "NotActive"
+	// GuardLayerUnavailable: the cluster offers no such layer (for the
+	// dataplane: the CNI implements no admin-tier API, or its CRDs are not
+	// installed). It does not make Guarded False.
+	GuardLayerUnavailable GuardLayerState = "Unavailable"
+)
+
+// GuardLayer is one layer of the guard.
+type GuardLayer struct {
+	// layer is Admission or Dataplane.
+	// +required
+	Layer GuardLayerName `json:"layer"`
+
+	// state is Active, NotActive or Unavailable.
+	// +required
+	State GuardLayerState `json:"state"`
+
+	// object names what makes the layer, such as
+	// "AdminNetworkPolicy isolator-<uid>, priority 900".
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Object string `json:"object,omitempty"`
+
+	// message says why the layer is in this state.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Message string `json:"message,omitempty"`
 }
 
 // EgressState says whether the target's outbound traffic is isolated.

@@ -16,7 +16,9 @@
 // The rendered policy, for the target pods:
 //   - ingress: Allow (Accept) each declared source that is a pod or
 //     namespace selector, on the declared ports, then Deny every pod of the
-//     cluster. Admin-tier ingress rules cannot name addresses, so declared
+//     cluster. Named ports are not in the APIs' standard channel: a source
+//     declared with named ports is passed on to the NetworkPolicies (Pass)
+//     instead, which then decide its ports. Admin-tier ingress rules cannot name addresses, so declared
 //     ipBlock sources and traffic from outside the cluster are left to the
 //     NetworkPolicies (and the admission guard); a pod that a declared
 //     ipBlock would have admitted by its address is denied;
@@ -108,19 +110,28 @@ type podPeer struct {
 	namespaces, pods metav1.LabelSelector
 }
 
-// port is one admin-tier port: a named port, or a protocol's range.
+// port is one admin-tier port: a protocol's range.
 type port struct {
-	named      string
 	protocol   corev1.Protocol
 	start, end int32
 }
 
+// action is what a rule does with the traffic it matches.
+type action int
+
+const (
+	allow action = iota
+	// pass hands the traffic on to the NetworkPolicies.
+	pass
+	deny
+)
+
 // rule is one admin-tier rule; nil ports mean all ports.
 type rule struct {
-	name  string
-	deny  bool
-	peers []peer
-	ports []port
+	name   string
+	action action
+	peers  []peer
+	ports  []port
 }
 
 // model is the policy before it is spelled in one API.
@@ -134,9 +145,27 @@ func everyPod() peer { return peer{namespaces: &metav1.LabelSelector{}} }
 // everyAddress is the peer of every IPv4 and IPv6 address.
 func everyAddress() peer { return peer{networks: []string{"0.0.0.0/0", "::/0"}} }
 
-// build turns an intent into the API-neutral model, within lim.
+// selectorRules are the rules for a declared rule's selector peers: Allow
+// on its numbered ports (all ports when it lists none), and Pass, on all
+// ports, when it names ports. The standard channel of both APIs has no
+// named ports, so the NetworkPolicies (which the admission guard keeps)
+// decide which ports the named ones are.
+func selectorRules(name string, peers []peer, declared []networkingv1.NetworkPolicyPort, lim limits) (allows, passes []rule) {
+	numbered, named := ports(declared)
+	if len(declared) == 0 || len(numbered) > 0 {
+		allows = split(rule{name: "allow-" + name, peers: peers, ports: numbered}, lim)
+	}
+	if named {
+		passes = split(rule{name: "pass-" + name, action: pass, peers: peers}, lim)
+	}
+	return allows, passes
+}
+
+// build turns an intent into the API-neutral model, within lim: the Allow
+// rules, then the Pass rules, then the Deny rule of each direction.
 func build(in *intent.Intent, lim limits) (model, error) {
 	var m model
+	var passes []rule
 	for _, r := range in.Ingress {
 		var peers []peer
 		for _, p := range r.Peers {
@@ -150,9 +179,12 @@ func build(in *intent.Intent, lim limits) (model, error) {
 		if len(peers) == 0 {
 			continue // addresses only: left to the NetworkPolicies
 		}
-		m.ingress = append(m.ingress, split(rule{name: "allow-" + r.Name, peers: peers, ports: ports(r.Ports, false)}, lim)...)
+		allows, p := selectorRules(r.Name, peers, r.Ports, lim)
+		m.ingress, passes = append(m.ingress, allows...), append(passes, p...)
 	}
-	m.ingress = append(m.ingress, rule{name: "deny-other-pods", deny: true, peers: []peer{everyPod()}})
+	m.ingress = append(m.ingress, passes...)
+	m.ingress = append(m.ingress, rule{name: "deny-other-pods", action: deny, peers: []peer{everyPod()}})
+	passes = nil
 	if in.Egress == nil {
 		return m, check(m, lim)
 	}
@@ -182,15 +214,15 @@ func build(in *intent.Intent, lim limits) (model, error) {
 			hasNetworks = true
 		}
 		if len(selectors) > 0 {
-			m.egress = append(m.egress, split(rule{name: "allow-" + r.Name, peers: selectors, ports: ports(r.Ports, false)}, lim)...)
+			allows, p := selectorRules(r.Name, selectors, r.Ports, lim)
+			m.egress, passes = append(m.egress, allows...), append(passes, p...)
 		}
 		if !hasNetworks {
 			continue
 		}
-		// A named port means nothing for an address, and the APIs refuse
-		// named ports next to networks: the addresses keep the numbered
-		// ports, and none at all when every port is named.
-		numbered := ports(r.Ports, true)
+		// A named port means nothing for an address: the addresses keep
+		// the numbered ports, and none at all when every port is named.
+		numbered, _ := ports(r.Ports)
 		if len(r.Ports) > 0 && len(numbered) == 0 {
 			continue
 		}
@@ -213,7 +245,8 @@ func build(in *intent.Intent, lim limits) (model, error) {
 			m.egress = append(m.egress, split(rule{name: "allow-" + r.Name + "-addresses", peers: cidrs, ports: numbered}, lim)...)
 		}
 	}
-	m.egress = append(m.egress, rule{name: "deny-other-destinations", deny: true, peers: []peer{everyPod(), everyAddress()}})
+	m.egress = append(m.egress, passes...)
+	m.egress = append(m.egress, rule{name: "deny-other-destinations", action: deny, peers: []peer{everyPod(), everyAddress()}})
 	return m, check(m, lim)
 }
 
@@ -252,10 +285,9 @@ func addBlock(b *netipx.IPSetBuilder, block *networkingv1.IPBlock) error {
 	return nil
 }
 
-// ports converts NetworkPolicy ports; numberedOnly drops named ports. nil
-// in, nil out: all ports.
-func ports(in []networkingv1.NetworkPolicyPort, numberedOnly bool) []port {
-	var out []port
+// ports converts the numbered NetworkPolicy ports and says whether there
+// were named ones. nil in, nil out: all ports.
+func ports(in []networkingv1.NetworkPolicyPort) (out []port, named bool) {
 	for _, p := range in {
 		protocol := corev1.ProtocolTCP
 		if p.Protocol != nil {
@@ -265,16 +297,14 @@ func ports(in []networkingv1.NetworkPolicyPort, numberedOnly bool) []port {
 		case p.Port == nil:
 			out = append(out, port{protocol: protocol, start: 1, end: 65535})
 		case p.Port.Type == intstr.String:
-			if !numberedOnly {
-				out = append(out, port{named: p.Port.StrVal})
-			}
+			named = true
 		case p.EndPort != nil:
 			out = append(out, port{protocol: protocol, start: p.Port.IntVal, end: *p.EndPort})
 		default:
 			out = append(out, port{protocol: protocol, start: p.Port.IntVal, end: p.Port.IntVal})
 		}
 	}
-	return out
+	return out, named
 }
 
 // split cuts a rule whose peers exceed the API's bound into rules of the

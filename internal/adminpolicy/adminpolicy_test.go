@@ -35,7 +35,8 @@ func sel(kv ...string) *metav1.LabelSelector {
 
 // localAI is an intent with every kind of peer: a same-namespace pod
 // source, a namespace source, an address source, and egress to pods, to an
-// address range with an exception, and DNS.
+// address range with an exception, and DNS. Named ports become Pass rules
+// for their peers: the APIs' standard channel has none.
 func localAI() *intent.Intent {
 	return &intent.Intent{
 		Name: "localai", Namespace: "ai", UID: "0b5e6c2a-1111-2222-3333-444455556666",
@@ -75,7 +76,6 @@ func TestANPAllowsTheDeclaredPeersAndDeniesTheRest(t *testing.T) {
   - portNumber:
       port: 9000
       protocol: TCP
-  - namedPort: s3
   to:
   - pods:
       namespaceSelector:
@@ -110,6 +110,16 @@ func TestANPAllowsTheDeclaredPeersAndDeniesTheRest(t *testing.T) {
       podSelector:
         matchLabels:
           k8s-app: kube-dns
+- action: Pass
+  name: pass-store
+  to:
+  - pods:
+      namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: minio
+      podSelector:
+        matchLabels:
+          app: minio
 - action: Deny
   name: deny-other-destinations
   to:
@@ -135,7 +145,19 @@ ingress:
   - portNumber:
       port: 8080
       protocol: TCP
-  - namedPort: metrics
+- action: Pass
+  from:
+  - pods:
+      namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: ai
+      podSelector:
+        matchLabels:
+          app: gateway
+  - namespaces:
+      matchLabels:
+        team: web
+  name: pass-gateway
 - action: Deny
   from:
   - namespaces: {}
@@ -174,7 +196,6 @@ func TestCNPSpellsPortsAsProtocols(t *testing.T) {
 	want := `- tcp:
     destinationPort:
       number: 8080
-- destinationNamedPort: metrics
 - udp: {}
 - sctp:
     destinationPort:

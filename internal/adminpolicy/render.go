@@ -26,14 +26,14 @@ func ANP(in *intent.Intent, priority int32) (*anpv1alpha1.AdminNetworkPolicy, er
 	}
 	out.SetGroupVersionKind(anpv1alpha1.SchemeGroupVersion.WithKind(string(AdminNetworkPolicy)))
 	for _, r := range m.ingress {
-		rule := anpv1alpha1.AdminNetworkPolicyIngressRule{Name: ruleName(r.name), Action: anpAction(r.deny), Ports: anpPorts(r.ports)}
+		rule := anpv1alpha1.AdminNetworkPolicyIngressRule{Name: ruleName(r.name), Action: anpAction(r.action), Ports: anpPorts(r.ports)}
 		for _, p := range r.peers {
 			rule.From = append(rule.From, anpv1alpha1.AdminNetworkPolicyIngressPeer{Namespaces: p.namespaces, Pods: anpPods(p.pods)})
 		}
 		out.Spec.Ingress = append(out.Spec.Ingress, rule)
 	}
 	for _, r := range m.egress {
-		rule := anpv1alpha1.AdminNetworkPolicyEgressRule{Name: ruleName(r.name), Action: anpAction(r.deny), Ports: anpPorts(r.ports)}
+		rule := anpv1alpha1.AdminNetworkPolicyEgressRule{Name: ruleName(r.name), Action: anpAction(r.action), Ports: anpPorts(r.ports)}
 		for _, p := range r.peers {
 			peer := anpv1alpha1.AdminNetworkPolicyEgressPeer{Namespaces: p.namespaces, Pods: anpPods(p.pods)}
 			for _, n := range p.networks {
@@ -46,9 +46,12 @@ func ANP(in *intent.Intent, priority int32) (*anpv1alpha1.AdminNetworkPolicy, er
 	return out, nil
 }
 
-func anpAction(deny bool) anpv1alpha1.AdminNetworkPolicyRuleAction {
-	if deny {
+func anpAction(a action) anpv1alpha1.AdminNetworkPolicyRuleAction {
+	switch a {
+	case deny:
 		return anpv1alpha1.AdminNetworkPolicyRuleActionDeny
+	case pass:
+		return anpv1alpha1.AdminNetworkPolicyRuleActionPass
 	}
 	return anpv1alpha1.AdminNetworkPolicyRuleActionAllow
 }
@@ -67,8 +70,6 @@ func anpPorts(ports []port) *[]anpv1alpha1.AdminNetworkPolicyPort {
 	out := make([]anpv1alpha1.AdminNetworkPolicyPort, 0, len(ports))
 	for _, p := range ports {
 		switch {
-		case p.named != "":
-			out = append(out, anpv1alpha1.AdminNetworkPolicyPort{NamedPort: &p.named})
 		case p.start == p.end:
 			out = append(out, anpv1alpha1.AdminNetworkPolicyPort{PortNumber: &anpv1alpha1.Port{Protocol: p.protocol, Port: p.start}})
 		default:
@@ -97,14 +98,14 @@ func CNP(in *intent.Intent, priority int32) (*cnpv1alpha2.ClusterNetworkPolicy, 
 	}
 	out.SetGroupVersionKind(cnpv1alpha2.SchemeGroupVersion.WithKind(string(ClusterNetworkPolicy)))
 	for _, r := range m.ingress {
-		rule := cnpv1alpha2.ClusterNetworkPolicyIngressRule{Name: ruleName(r.name), Action: cnpAction(r.deny), Protocols: cnpProtocols(r.ports)}
+		rule := cnpv1alpha2.ClusterNetworkPolicyIngressRule{Name: ruleName(r.name), Action: cnpAction(r.action), Protocols: cnpProtocols(r.ports)}
 		for _, p := range r.peers {
 			rule.From = append(rule.From, cnpv1alpha2.ClusterNetworkPolicyIngressPeer{Namespaces: p.namespaces, Pods: cnpPods(p.pods)})
 		}
 		out.Spec.Ingress = append(out.Spec.Ingress, rule)
 	}
 	for _, r := range m.egress {
-		rule := cnpv1alpha2.ClusterNetworkPolicyEgressRule{Name: ruleName(r.name), Action: cnpAction(r.deny), Protocols: cnpProtocols(r.ports)}
+		rule := cnpv1alpha2.ClusterNetworkPolicyEgressRule{Name: ruleName(r.name), Action: cnpAction(r.action), Protocols: cnpProtocols(r.ports)}
 		for _, p := range r.peers {
 			peer := cnpv1alpha2.ClusterNetworkPolicyEgressPeer{Namespaces: p.namespaces, Pods: cnpPods(p.pods)}
 			for _, n := range p.networks {
@@ -117,9 +118,12 @@ func CNP(in *intent.Intent, priority int32) (*cnpv1alpha2.ClusterNetworkPolicy, 
 	return out, nil
 }
 
-func cnpAction(deny bool) cnpv1alpha2.ClusterNetworkPolicyRuleAction {
-	if deny {
+func cnpAction(a action) cnpv1alpha2.ClusterNetworkPolicyRuleAction {
+	switch a {
+	case deny:
 		return cnpv1alpha2.ClusterNetworkPolicyRuleActionDeny
+	case pass:
+		return cnpv1alpha2.ClusterNetworkPolicyRuleActionPass
 	}
 	return cnpv1alpha2.ClusterNetworkPolicyRuleActionAccept
 }
@@ -136,10 +140,6 @@ func cnpPods(p *podPeer) *cnpv1alpha2.NamespacedPod {
 func cnpProtocols(ports []port) []cnpv1alpha2.ClusterNetworkPolicyProtocol {
 	var out []cnpv1alpha2.ClusterNetworkPolicyProtocol
 	for _, p := range ports {
-		if p.named != "" {
-			out = append(out, cnpv1alpha2.ClusterNetworkPolicyProtocol{DestinationNamedPort: p.named})
-			continue
-		}
 		var dest *cnpv1alpha2.Port
 		switch {
 		case p.start == 1 && p.end == 65535:

@@ -43,9 +43,13 @@ type ciliumCluster struct {
 	cancel context.CancelFunc
 }
 
-func startCiliumCluster() *ciliumCluster {
+func startCiliumCluster() *ciliumCluster { return startClusterWithCRDs(ciliumCRDs) }
+
+// startClusterWithCRDs starts a control plane of its own that serves these
+// CRDs besides the operator's, with a manager running the reconciler.
+func startClusterWithCRDs(crds ...string) *ciliumCluster {
 	cp, err := localcp.Start(localcp.Options{
-		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases"), ciliumCRDs},
+		CRDDirectoryPaths: append([]string{filepath.Join("..", "..", "config", "crd", "bases")}, crds...),
 		GarbageCollector:  true,
 	})
 	Expect(err).NotTo(HaveOccurred())

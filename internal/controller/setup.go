@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -19,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
@@ -108,6 +111,16 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return mapAll(ctx, mgr.GetClient())
 			}))
 		}
+	}
+	// Guarded isolations write an admin-tier policy where the CNI
+	// implements one; every admin-tier policy may widen any isolation.
+	r.admin.served = adminServed(mgr.GetRESTMapper())
+	r.admin.written = map[types.UID]int32{}
+	if r.admin.served.AdminNetworkPolicy {
+		b = b.Watches(&anpv1alpha1.AdminNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy))
+	}
+	if r.admin.served.ClusterNetworkPolicy {
+		b = b.Watches(&cnpv1alpha2.ClusterNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy))
 	}
 	return b.Named("workloadisolation").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).

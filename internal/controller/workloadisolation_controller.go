@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
@@ -82,6 +83,12 @@ type WorkloadIsolationReconciler struct {
 	clusterwideCilium bool
 	// guardAPI is true when the cluster serves ValidatingAdmissionPolicy.
 	guardAPI bool
+
+	// AdminPriorities is the range of admin-tier priorities the guard's
+	// dataplane policies take (adminpolicy.DefaultPriorities when zero).
+	AdminPriorities adminpolicy.Priorities
+	// admin is the state of the guard's dataplane layer.
+	admin adminTier
 }
 
 // +kubebuilder:rbac:groups=isolation.isolator.dev,resources=workloadisolations,verbs=get;list;watch
@@ -106,13 +113,15 @@ func (r *WorkloadIsolationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.Get(ctx, req.NamespacedName, wi); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(req.NamespacedName)
+			return ctrl.Result{}, r.forgetAdmin(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !wi.DeletionTimestamp.IsZero() {
-		// Owner references let garbage collection remove the policies.
+		// Owner references let garbage collection remove the namespaced
+		// policies; the cluster-scoped ones go here.
 		r.forget(req.NamespacedName)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.forgetAdmin(ctx, req.NamespacedName)
 	}
 	if r.CNI != nil && r.CNI.Current() == nil {
 		// The first CNI classification, moments after start, reconciles
@@ -251,13 +260,25 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Failure == nil {
 		outcome.Failure = r.contestedFailure(wi, time.Now())
 	}
+	anps, cnps, err := r.adminPolicies(ctx)
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
+	admin, err := r.syncAdminTier(ctx, wi, in, outcome, anps, cnps)
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
+	if outcome.Guard != nil {
+		outcome.Guard.Dataplane = admin.layer
+	}
 	// Analyse what is in place even when a write failed, so that Isolated
 	// says what the cluster holds, not what was meant to be written.
 	namespaces, namespaceNames, err := r.namespaces.get(ctx, r.Client)
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
-	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces)
+	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
+		adminWidenings(anps, cnps, admin.own, wi.Namespace, namespaces, pods))
 	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
@@ -338,7 +359,7 @@ func (r *WorkloadIsolationReconciler) contestedNames(ctx context.Context, wi *is
 // reports a drift that was repaired a moment ago nor a policy that no longer
 // exists.
 func (r *WorkloadIsolationReconciler) analyze(wi *isolationv1alpha1.WorkloadIsolation, pods []analysis.Object,
-	declared, listed []networkingv1.NetworkPolicy, res syncResult, namespaces []analysis.Object) *analysis.Report {
+	declared, listed []networkingv1.NetworkPolicy, res syncResult, namespaces []analysis.Object, admin []analysis.AdminPolicy) *analysis.Report {
 	current := make(map[string]networkingv1.NetworkPolicy, len(listed))
 	for _, np := range listed {
 		current[np.Name] = np
@@ -351,7 +372,7 @@ func (r *WorkloadIsolationReconciler) analyze(wi *isolationv1alpha1.WorkloadIsol
 	}
 	in := analysis.Input{
 		Namespace: wi.Namespace, TargetPods: pods, Declared: declared, Self: wi.Name,
-		OwnerOf: analysis.ControllingIsolation, Namespaces: namespaces,
+		OwnerOf: analysis.ControllingIsolation, Namespaces: namespaces, Admin: admin,
 	}
 	for _, name := range slices.Sorted(maps.Keys(current)) {
 		in.Policies = append(in.Policies, current[name])

@@ -6,7 +6,9 @@ package status
 import (
 	"fmt"
 	"slices"
+	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -61,13 +63,51 @@ type Outcome struct {
 	Guard *GuardState
 }
 
-// GuardState is what the operator found of the admission guard.
+// GuardState is what the operator found of the guard's layers.
 type GuardState struct {
-	// Active is true when both guard policies and their Deny bindings are
-	// installed.
+	// Active is true when both admission guard policies and their Deny
+	// bindings are installed.
 	Active bool
 	// Message says which objects were found, or what is missing.
 	Message string
+	// Dataplane is the admin-tier layer; its zero value is Unavailable.
+	Dataplane DataplaneGuard
+}
+
+// DataplaneGuard is the state of the guard's admin-tier policy.
+type DataplaneGuard struct {
+	// State is Active, NotActive or Unavailable (empty means Unavailable).
+	State isolationv1alpha1.GuardLayerState
+	// Object names the policy in place; Message says why.
+	Object, Message string
+}
+
+// Guarded reports whether every layer the cluster offers is in place.
+func (g *GuardState) Guarded() bool {
+	return g.Active && g.Dataplane.State != isolationv1alpha1.GuardLayerNotActive
+}
+
+// message joins what the layers say.
+func (g *GuardState) message() string {
+	state := g.Dataplane.State
+	if state == "" {
+		state = isolationv1alpha1.GuardLayerUnavailable
+	}
+	return fmt.Sprintf("Admission: %s. Dataplane (%s): %s", strings.TrimSuffix(g.Message, "."), state, g.Dataplane.Message)
+}
+
+// layers spells the state for status.guard.
+func (g *GuardState) layers() []isolationv1alpha1.GuardLayer {
+	admission := isolationv1alpha1.GuardLayer{Layer: isolationv1alpha1.GuardLayerAdmission, State: isolationv1alpha1.GuardLayerActive, Message: g.Message}
+	if !g.Active {
+		admission.State = isolationv1alpha1.GuardLayerNotActive
+	}
+	dataplane := isolationv1alpha1.GuardLayer{Layer: isolationv1alpha1.GuardLayerDataplane, State: g.Dataplane.State,
+		Object: g.Dataplane.Object, Message: g.Dataplane.Message}
+	if dataplane.State == "" {
+		dataplane.State = isolationv1alpha1.GuardLayerUnavailable
+	}
+	return []isolationv1alpha1.GuardLayer{admission, dataplane}
 }
 
 // SetConditions records the outcome in st: observedGeneration, status.cni,
@@ -287,11 +327,15 @@ func setStalled(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 func setGuarded(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	if o.Guard == nil {
 		meta.RemoveStatusCondition(&st.Conditions, isolationv1alpha1.ConditionGuarded)
+		st.Guard = nil
 		return
 	}
+	if layers := o.Guard.layers(); !equality.Semantic.DeepEqual(st.Guard, layers) {
+		st.Guard = layers
+	}
 	c := metav1.Condition{Type: isolationv1alpha1.ConditionGuarded, ObservedGeneration: o.Generation,
-		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonGuardActive, Message: o.Guard.Message}
-	if !o.Guard.Active {
+		Status: metav1.ConditionTrue, Reason: isolationv1alpha1.ReasonGuardActive, Message: o.Guard.message()}
+	if !o.Guard.Guarded() {
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive
 	}
 	setCondition(st, c)
@@ -302,9 +346,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	switch {
 	case o.Failure != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Failure.Reason, o.Failure.Message
-	case o.Guard != nil && !o.Guard.Active && o.Mode == isolationv1alpha1.ModeEnforce:
+	case o.Guard != nil && !o.Guard.Guarded() && o.Mode == isolationv1alpha1.ModeEnforce:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive
-		c.Message = "spec.guard is Enforce but the guard is not active: " + o.Guard.Message
+		c.Message = "spec.guard is Enforce but the guard is not in place: " + o.Guard.message()
 	case notEnforced(o):
 		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
 		c.Message = "Policies are applied but not enforced: " + o.CNI.Message

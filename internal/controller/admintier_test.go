@@ -1,0 +1,263 @@
+package controller_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// networkPolicyAPICRDs holds the network-policy-api CRDs
+// (AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy),
+// beside the repository.
+var networkPolicyAPICRDs = filepath.Join("..", "..", "..", "shared", "fixtures", "crds", "network-policy-api")
+
+func guardLayer(layer isolationv1alpha1.GuardLayerName) func(*isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.GuardLayer {
+	return func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.GuardLayer {
+		for _, l := range w.Status.Guard {
+			if l.Layer == layer {
+				return l
+			}
+		}
+		return isolationv1alpha1.GuardLayer{}
+	}
+}
+
+func exposedPolicies(w *isolationv1alpha1.WorkloadIsolation) []string {
+	var out []string
+	for _, e := range w.Status.Exposure {
+		out = append(out, e.Policy)
+	}
+	return out
+}
+
+var _ = Describe("The guard's dataplane layer", Ordered, func() {
+	ctx := context.Background()
+	var cc *ciliumCluster
+	calico := daemonSet("kube-system", "canal",
+		corev1.Container{Name: "calico-node", Image: "quay.io/calico/node:v3.30.2"},
+		corev1.Container{Name: "kube-flannel", Image: "quay.io/coreos/flannel:v0.26.7"})
+	var wi *isolationv1alpha1.WorkloadIsolation
+
+	anp := func(w *isolationv1alpha1.WorkloadIsolation) func() (*anpv1alpha1.AdminNetworkPolicy, error) {
+		return func() (*anpv1alpha1.AdminNetworkPolicy, error) {
+			out := &anpv1alpha1.AdminNetworkPolicy{}
+			err := cc.c.Get(ctx, client.ObjectKey{Name: "isolator-" + string(w.UID)}, out)
+			return out, err
+		}
+	}
+	setCalico := func(image string) {
+		ds := &appsv1.DaemonSet{}
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(calico), ds)).To(Succeed())
+		ds.Spec.Template.Spec.Containers[0].Image = image
+		Expect(cc.c.Update(ctx, ds)).To(Succeed())
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+	}
+
+	BeforeAll(func() {
+		if _, err := os.Stat(networkPolicyAPICRDs); err != nil {
+			Fail("network-policy-api CRD fixtures not found at " + networkPolicyAPICRDs + " (they sit beside the repository as ../shared): " + err.Error())
+		}
+		cc = startClusterWithCRDs(networkPolicyAPICRDs)
+		DeferCleanup(cc.stop)
+		for _, obj := range guardObjects("admin-tier") {
+			Expect(cc.c.Create(ctx, obj)).To(Succeed())
+		}
+		ds := calico.DeepCopy()
+		Expect(cc.c.Create(ctx, ds)).To(Succeed())
+		setCalico(calico.Spec.Template.Spec.Containers[0].Image)
+		wi = seedIsolation(cc.namespace(ctx, "admin-tier"))
+		Expect(cc.c.Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: wi.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		})).To(Succeed())
+		wi.Spec.Guard = isolationv1alpha1.GuardEnforce
+		// Egress with every kind of destination, so that the API server's
+		// validation of both admin-tier APIs sees networks, pods and
+		// named ports side by side.
+		wi.Spec.Egress = []isolationv1alpha1.EgressRule{{
+			Name: "store",
+			To: []isolationv1alpha1.EgressPeer{
+				{IPBlock: &isolationv1alpha1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.96.0.0/12"}}},
+				{NamespaceSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "minio"}}},
+			},
+			Ports: []isolationv1alpha1.Port{
+				{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromInt32(9000))},
+				{Protocol: corev1.ProtocolTCP, Port: ptr.To(intstr.FromString("s3"))},
+			},
+		}}
+		Expect(cc.c.Create(ctx, wi)).To(Succeed())
+	})
+
+	It("writes an AdminNetworkPolicy on Calico 3.30 that the API server accepts, and reports both layers", func() {
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionTrue, isolationv1alpha1.ReasonGuardActive),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerAdmission), HaveField("State", isolationv1alpha1.GuardLayerActive)),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), And(
+				HaveField("State", isolationv1alpha1.GuardLayerActive),
+				HaveField("Object", "AdminNetworkPolicy isolator-"+string(cc.isolation(ctx, wi)().UID)+", priority 900"),
+				HaveField("Message", ContainSubstring("Calico v3.30.2 implements AdminNetworkPolicy")))),
+		))
+		wi = cc.isolation(ctx, wi)()
+		got, err := anp(wi)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Spec.Priority).To(Equal(int32(900)))
+		Expect(got.Spec.Subject.Pods.PodSelector.MatchLabels).To(Equal(map[string]string{"app.kubernetes.io/name": "local-ai"}))
+		Expect(got.Spec.Subject.Pods.NamespaceSelector.MatchLabels).To(Equal(map[string]string{"kubernetes.io/metadata.name": wi.Namespace}))
+		Expect(got.Spec.Ingress).To(HaveLen(2))
+		Expect(got.Spec.Ingress[1].Action).To(Equal(anpv1alpha1.AdminNetworkPolicyRuleActionDeny))
+		// The store by selector and by address on the numbered port, name
+		// resolution (kube-dns and NodeLocal DNSCache's address), the store
+		// by selector passed on to the NetworkPolicies for its named port,
+		// then the Deny.
+		var egress []string
+		for _, r := range got.Spec.Egress {
+			egress = append(egress, string(r.Action)+" "+r.Name)
+		}
+		Expect(egress).To(Equal([]string{"Allow allow-store", "Allow allow-store-addresses", "Allow allow-cluster-dns",
+			"Allow allow-cluster-dns-addresses", "Pass pass-store", "Deny deny-other-destinations"}))
+		// What the API server stores is what was rendered: no repair loop.
+		rv := got.ResourceVersion
+		Consistently(anp(wi), "2s", interval).Should(HaveField("ResourceVersion", rv))
+	})
+
+	It("gives a second guarded isolation the next priority and reports a foreign Allow that comes first", func() {
+		second := seedIsolation(cc.namespace(ctx, "admin-tier-2"))
+		second.Spec.Guard = isolationv1alpha1.GuardEnforce
+		Expect(cc.c.Create(ctx, second)).To(Succeed())
+		Eventually(func() (int32, error) {
+			p, err := anp(cc.isolation(ctx, second)())()
+			return p.Spec.Priority, err
+		}, timeout, interval).Should(Equal(int32(901)))
+
+		foreign := &anpv1alpha1.AdminNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "allow-scrapers"},
+			Spec: anpv1alpha1.AdminNetworkPolicySpec{
+				Priority: 10,
+				Subject:  anpv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{}},
+				Ingress: []anpv1alpha1.AdminNetworkPolicyIngressRule{{
+					Action: anpv1alpha1.AdminNetworkPolicyRuleActionAllow,
+					From: []anpv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{
+						MatchLabels: map[string]string{"kubernetes.io/metadata.name": "scrapers"}}}},
+				}},
+			},
+		}
+		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			WithTransform(exposedPolicies, ContainElement("AdminNetworkPolicy/allow-scrapers")),
+		))
+		// After the guard's priority it cannot widen: the guard's Deny
+		// comes first.
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+		foreign.Spec.Priority = 999
+		Expect(cc.c.Update(ctx, foreign)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+		))
+		Expect(cc.c.Delete(ctx, foreign)).To(Succeed())
+		Expect(cc.c.Delete(ctx, second)).To(Succeed())
+		secondUID := second.UID
+		Eventually(func() bool {
+			err := cc.c.Get(ctx, client.ObjectKey{Name: "isolator-" + string(secondUID)}, &anpv1alpha1.AdminNetworkPolicy{})
+			return apierrors.IsNotFound(err)
+		}, timeout, interval).Should(BeTrue(), "a deleted WorkloadIsolation's AdminNetworkPolicy is removed")
+	})
+
+	It("repairs its policy when changed, and restores it when deleted", func() {
+		got, err := anp(wi)()
+		Expect(err).NotTo(HaveOccurred())
+		got.Spec.Ingress = got.Spec.Ingress[:1] // drop the Deny
+		Expect(cc.c.Update(ctx, got)).To(Succeed())
+		Eventually(anp(wi), timeout, interval).Should(WithTransform(func(p *anpv1alpha1.AdminNetworkPolicy) int { return len(p.Spec.Ingress) }, Equal(2)))
+		Expect(cc.c.Delete(ctx, got)).To(Succeed())
+		Eventually(anp(wi), timeout, interval).Should(WithTransform(func(p *anpv1alpha1.AdminNetworkPolicy) bool { return p.UID != got.UID }, BeTrue()))
+	})
+
+	It("moves to a ClusterNetworkPolicy when Calico is upgraded to 3.32", func() {
+		setCalico("quay.io/calico/node:v3.32.0")
+		cnp := &cnpv1alpha2.ClusterNetworkPolicy{}
+		Eventually(func() error {
+			return cc.c.Get(ctx, client.ObjectKey{Name: "isolator-" + string(wi.UID)}, cnp)
+		}, timeout, interval).Should(Succeed())
+		Expect(cnp.Spec.Tier).To(Equal(cnpv1alpha2.AdminTier))
+		Eventually(func() bool {
+			_, err := anp(wi)()
+			return apierrors.IsNotFound(err)
+		}, timeout, interval).Should(BeTrue())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Object", HavePrefix("ClusterNetworkPolicy isolator-"))))
+		setCalico(calico.Spec.Template.Spec.Containers[0].Image)
+		Eventually(anp(wi), timeout, interval).Should(HaveField("Spec.Priority", int32(900)))
+	})
+
+	It("leaves a policy it did not write alone and says so", func() {
+		other := seedIsolation(cc.namespace(ctx, "admin-tier-conflict"))
+		Expect(cc.c.Create(ctx, other)).To(Succeed())
+		other = cc.isolation(ctx, other)()
+		squatter := &anpv1alpha1.AdminNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "isolator-" + string(other.UID), Labels: map[string]string{"team": "network"}},
+			Spec: anpv1alpha1.AdminNetworkPolicySpec{
+				Priority: 500,
+				Subject:  anpv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"x": "y"}}},
+			},
+		}
+		Expect(cc.c.Create(ctx, squatter)).To(Succeed())
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(squatter), squatter)).To(Succeed())
+		Eventually(func() error {
+			current := cc.isolation(ctx, other)()
+			current.Spec.Guard = isolationv1alpha1.GuardEnforce
+			return cc.c.Update(ctx, current)
+		}, timeout, interval).Should(Succeed())
+		Eventually(cc.isolation(ctx, other), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), And(
+				HaveField("State", isolationv1alpha1.GuardLayerNotActive),
+				HaveField("Message", ContainSubstring("was not created by the operator")))),
+		))
+		Expect(cc.c.Delete(ctx, other)).To(Succeed())
+		Consistently(func() (string, error) {
+			got := &anpv1alpha1.AdminNetworkPolicy{}
+			err := cc.c.Get(ctx, client.ObjectKeyFromObject(squatter), got)
+			return got.ResourceVersion, err
+		}, "2s", interval).Should(Equal(squatter.ResourceVersion))
+	})
+
+	It("removes its policy when the guard is turned off", func() {
+		Eventually(func() error {
+			current := cc.isolation(ctx, wi)()
+			current.Spec.Guard = isolationv1alpha1.GuardOff
+			return cc.c.Update(ctx, current)
+		}, timeout, interval).Should(Succeed())
+		Eventually(func() bool {
+			_, err := anp(wi)()
+			return apierrors.IsNotFound(err)
+		}, timeout, interval).Should(BeTrue())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) int { return len(w.Status.Guard) }, Equal(0)),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) bool {
+				return strings.Contains(w.Status.Target, "local-ai")
+			}, BeTrue()),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+		))
+	})
+})
