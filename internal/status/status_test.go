@@ -203,3 +203,45 @@ func TestUnanalysedCiliumPoliciesFailClosed(t *testing.T) {
 		t.Errorf("Ready = %+v, egress %s: a policy that is not analysed must not be taken as isolated", ready, st.Egress)
 	}
 }
+
+// TestGuardedNeedsEveryLayerTheClusterOffers: a dataplane layer the cluster
+// offers but that is not in place makes Guarded and Ready False; one the
+// cluster does not offer does not. status.guard lists both layers.
+func TestGuardedNeedsEveryLayerTheClusterOffers(t *testing.T) {
+	enforcing := &cni.Result{Name: "canal", Enforces: cni.EnforcementTrue, Reason: "Enforcing", Message: "m", Source: cni.SourceDetected}
+	for _, c := range []struct {
+		name      string
+		admission bool
+		dataplane isolationv1alpha1.GuardLayerState
+		guarded   metav1.ConditionStatus
+	}{
+		{"both active", true, isolationv1alpha1.GuardLayerActive, metav1.ConditionTrue},
+		{"no admin tier on this cluster", true, isolationv1alpha1.GuardLayerUnavailable, metav1.ConditionTrue},
+		{"admin tier offered, policy not in place", true, isolationv1alpha1.GuardLayerNotActive, metav1.ConditionFalse},
+		{"no admission guard", false, isolationv1alpha1.GuardLayerActive, metav1.ConditionFalse},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &isolationv1alpha1.WorkloadIsolationStatus{}
+			status.SetConditions(st, status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 2, CNI: enforcing, Isolation: &analysis.Report{},
+				Guard: &status.GuardState{Active: c.admission, Message: "admission says",
+					Dataplane: status.DataplaneGuard{State: c.dataplane, Object: "AdminNetworkPolicy isolator-u, priority 900", Message: "dataplane says"}}})
+			guarded := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionGuarded)
+			ready := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionReady)
+			if guarded.Status != c.guarded || !strings.Contains(guarded.Message, "admission says") || !strings.Contains(guarded.Message, "dataplane says") {
+				t.Errorf("Guarded = %+v", guarded)
+			}
+			if (ready.Status == metav1.ConditionTrue) != (c.guarded == metav1.ConditionTrue) {
+				t.Errorf("Ready = %+v with Guarded %s", ready, c.guarded)
+			}
+			if len(st.Guard) != 2 || st.Guard[0].Layer != isolationv1alpha1.GuardLayerAdmission || st.Guard[1].State != c.dataplane ||
+				st.Guard[1].Object != "AdminNetworkPolicy isolator-u, priority 900" {
+				t.Errorf("status.guard = %+v", st.Guard)
+			}
+		})
+	}
+	st := &isolationv1alpha1.WorkloadIsolationStatus{Guard: []isolationv1alpha1.GuardLayer{{Layer: isolationv1alpha1.GuardLayerAdmission}}}
+	status.SetConditions(st, status.Outcome{Mode: isolationv1alpha1.ModeEnforce})
+	if st.Guard != nil {
+		t.Errorf("without spec.guard, status.guard must go: %+v", st.Guard)
+	}
+}
