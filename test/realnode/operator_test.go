@@ -50,6 +50,7 @@ func TestOperatorOnARealCluster(t *testing.T) {
 		{"the chart's NetworkPolicy keeps the metrics scrape and the probes working", testMetricsAndProbes},
 		{"walkthrough with real Deployments, a real Service and kube-router", testWalkthrough},
 		{"egress: LocalAI reaches DNS and the object store only", testEgressWalkthrough},
+		{"guard: a tenant's widening NetworkPolicy is refused and traffic stays blocked", testGuard},
 		{"helm upgrade to two replicas and a new pod template, leader election on", testUpgrade},
 		{"failover after deleting the leader Pod", testFailover},
 		{"helm uninstall leaves only the CRD", testUninstall},
