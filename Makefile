@@ -58,6 +58,7 @@ test: envtest ## Run all unit, envtest, oracle and chart suites (vet and format 
 	KUBEBUILDER_ASSETS="$$($(SETUP_ENVTEST))" \
 		go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
 	cd test/oracle && go test ./... -count=1 -timeout 20m -v -run . $(TEST_FLAGS) | grep -E '^(--- |ok|FAIL|PASS|oracle|panic)|_test.go'
+	cd test/adminoracle && go test ./... -count=1 -timeout 20m -v -run . $(TEST_FLAGS) | grep -E '^(--- |ok|FAIL|PASS|admin oracle|panic)|_test.go'
 	cd test/helm && KUBEBUILDER_ASSETS="$$(cd ../.. && $(SETUP_ENVTEST))" go test ./... -count=1 -timeout 20m $(TEST_FLAGS)
 
 ##@ Real one-node cluster (root; containerd, runc, CNI plugins, iptables, ipset, nftables from Debian)
@@ -130,9 +131,11 @@ fmt-check: ## Fail when a file is not gofmt-formatted.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; [ -z "$$out" ] || { echo "not gofmt-formatted: $$out"; exit 1; }
 
 .PHONY: vet
-vet: ## Run go vet (the operator module and the oracle module).
+vet: ## Run go vet (the operator module and the test modules).
 	go vet ./...
 	cd test/oracle && go vet ./...
+	cd test/adminoracle && go vet ./...
+	cd test/adminoracle/npguard && go vet ./...
 	cd test/helm && go vet ./...
 	cd test/realnode && go vet ./...
 
