@@ -120,7 +120,8 @@ type port struct {
 type action int
 
 const (
-	allow action = iota
+	// allow, the zero action, admits the traffic.
+	_ action = iota
 	// pass hands the traffic on to the NetworkPolicies.
 	pass
 	deny

@@ -2,10 +2,19 @@ package adminpolicy
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/isolator-dev/isolator/internal/intent"
+)
+
+// ANPGVK and CNPGVK are the versions written: AdminNetworkPolicy
+// v1alpha1, ClusterNetworkPolicy v1alpha2 (served next to v1beta1, with the
+// same schema).
+var (
+	ANPGVK = schema.GroupVersionKind{Group: anpv1alpha1.GroupName, Version: anpv1alpha1.GroupVersion.Version, Kind: string(AdminNetworkPolicy)}
+	CNPGVK = schema.GroupVersionKind{Group: cnpv1alpha2.GroupName, Version: cnpv1alpha2.GroupVersion.Version, Kind: string(ClusterNetworkPolicy)}
 )
 
 // ANP returns the AdminNetworkPolicy guarding the target of in, at the
@@ -24,7 +33,7 @@ func ANP(in *intent.Intent, priority int32) (*anpv1alpha1.AdminNetworkPolicy, er
 			Subject:  anpv1alpha1.AdminNetworkPolicySubject{Pods: &anpv1alpha1.NamespacedPod{NamespaceSelector: s.namespaces, PodSelector: s.pods}},
 		},
 	}
-	out.SetGroupVersionKind(anpv1alpha1.SchemeGroupVersion.WithKind(string(AdminNetworkPolicy)))
+	out.SetGroupVersionKind(ANPGVK)
 	for _, r := range m.ingress {
 		rule := anpv1alpha1.AdminNetworkPolicyIngressRule{Name: ruleName(r.name), Action: anpAction(r.action), Ports: anpPorts(r.ports)}
 		for _, p := range r.peers {
@@ -69,10 +78,9 @@ func anpPorts(ports []port) *[]anpv1alpha1.AdminNetworkPolicyPort {
 	}
 	out := make([]anpv1alpha1.AdminNetworkPolicyPort, 0, len(ports))
 	for _, p := range ports {
-		switch {
-		case p.start == p.end:
+		if p.start == p.end {
 			out = append(out, anpv1alpha1.AdminNetworkPolicyPort{PortNumber: &anpv1alpha1.Port{Protocol: p.protocol, Port: p.start}})
-		default:
+		} else {
 			out = append(out, anpv1alpha1.AdminNetworkPolicyPort{PortRange: &anpv1alpha1.PortRange{Protocol: p.protocol, Start: p.start, End: p.end}})
 		}
 	}
@@ -96,7 +104,7 @@ func CNP(in *intent.Intent, priority int32) (*cnpv1alpha2.ClusterNetworkPolicy, 
 			Subject:  cnpv1alpha2.ClusterNetworkPolicySubject{Pods: &cnpv1alpha2.NamespacedPod{NamespaceSelector: s.namespaces, PodSelector: s.pods}},
 		},
 	}
-	out.SetGroupVersionKind(cnpv1alpha2.SchemeGroupVersion.WithKind(string(ClusterNetworkPolicy)))
+	out.SetGroupVersionKind(CNPGVK)
 	for _, r := range m.ingress {
 		rule := cnpv1alpha2.ClusterNetworkPolicyIngressRule{Name: ruleName(r.name), Action: cnpAction(r.action), Protocols: cnpProtocols(r.ports)}
 		for _, p := range r.peers {

@@ -41,8 +41,8 @@ type adminTier struct {
 
 // adminServed reports which admin-tier APIs the cluster serves.
 func adminServed(mapper meta.RESTMapper) adminpolicy.Served {
-	_, anp := mapper.RESTMapping(anpv1alpha1.SchemeGroupVersion.WithKind(string(adminpolicy.AdminNetworkPolicy)).GroupKind(), anpv1alpha1.SchemeGroupVersion.Version)
-	_, cnp := mapper.RESTMapping(cnpv1alpha2.SchemeGroupVersion.WithKind(string(adminpolicy.ClusterNetworkPolicy)).GroupKind(), cnpv1alpha2.SchemeGroupVersion.Version)
+	_, anp := mapper.RESTMapping(adminpolicy.ANPGVK.GroupKind(), adminpolicy.ANPGVK.Version)
+	_, cnp := mapper.RESTMapping(adminpolicy.CNPGVK.GroupKind(), adminpolicy.CNPGVK.Version)
 	return adminpolicy.Served{AdminNetworkPolicy: anp == nil, ClusterNetworkPolicy: cnp == nil}
 }
 
