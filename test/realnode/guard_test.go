@@ -2,7 +2,6 @@ package realnode
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +21,6 @@ import (
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/policy"
-	"github.com/isolator-dev/isolator/test/realnode/images"
 )
 
 const (
@@ -59,34 +57,14 @@ func testGuard(ctx context.Context, t *testing.T, e *clusterEnv) {
 			_ = e.c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		}
 	})
-	server := e.deployment(ctx, t, guardedNS, guardedName, guardedLabels, images.TestServer,
-		[]string{"--listen=:8080,:9090"}, "/readyz:8080", "")
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: guardedName, Namespace: guardedNS},
-		Spec: corev1.ServiceSpec{Selector: guardedLabels, Ports: []corev1.ServicePort{
-			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)},
-			{Name: "other", Port: 9090, TargetPort: intstr.FromInt32(9090)},
-		}},
-	}
-	if err := e.c.Create(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	targets := []target{
-		{name: "Service model/model", port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", svc.Spec.ClusterIP)},
-		{name: "Service model/model", port: "9090", url: fmt.Sprintf("http://%s:9090/v1/models", svc.Spec.ClusterIP)},
-		{name: "Pod " + server.Status.PodIP, port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", server.Status.PodIP)},
-	}
-	var urls []string
-	for _, to := range targets {
-		urls = append(urls, to.url)
-	}
+	server, targets, urls := e.openAIServer(ctx, t, guardedNS, guardedName, guardedLabels)
 	frontend, intruder := source{"frontend", frontendNS}, source{"intruder", intruderNS}
 	sources := []source{frontend, intruder}
 	sourcePods := map[source]*corev1.Pod{}
 	for _, s := range sources {
 		sourcePods[s] = e.probePod(ctx, t, s.namespace, s.name, map[string]string{"app": s.name}, "", "--targets="+strings.Join(urls, ","))
 	}
-	t.Logf("guarded workload: pod %s, Service %s; probes from %s and %s", server.Status.PodIP, svc.Spec.ClusterIP, frontend.namespace, intruder.namespace)
+	t.Logf("guarded workload: pod %s; probes from %s and %s", server.Status.PodIP, frontend.namespace, intruder.namespace)
 	expect := func(step string, want matrix) time.Duration {
 		t.Helper()
 		return expectMatrix(ctx, t, step, sourcePods, want)

@@ -33,27 +33,7 @@ func testWalkthrough(ctx context.Context, t *testing.T, e *clusterEnv) {
 	for _, ns := range []string{"local-ai", "nginx", "team-a"} {
 		e.namespace(ctx, t, ns, nil)
 	}
-	server := e.deployment(ctx, t, "local-ai", "local-ai", localAILabels, images.TestServer,
-		[]string{"--listen=:8080,:9090"}, "/readyz:8080", "")
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai"},
-		Spec: corev1.ServiceSpec{Selector: localAILabels, Ports: []corev1.ServicePort{
-			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)},
-			{Name: "other", Port: 9090, TargetPort: intstr.FromInt32(9090)},
-		}},
-	}
-	if err := e.c.Create(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	targets := []target{
-		{name: "Service local-ai/local-ai", port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", svc.Spec.ClusterIP)},
-		{name: "Service local-ai/local-ai", port: "9090", url: fmt.Sprintf("http://%s:9090/v1/models", svc.Spec.ClusterIP)},
-		{name: "Pod " + server.Status.PodIP, port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", server.Status.PodIP)},
-	}
-	var urls []string
-	for _, to := range targets {
-		urls = append(urls, to.url)
-	}
+	server, targets, urls := e.openAIServer(ctx, t, "local-ai", "local-ai", localAILabels)
 	watch := "--targets=" + strings.Join(urls, ",")
 	sourcePods := map[source]*corev1.Pod{}
 	var sources []source
@@ -69,7 +49,7 @@ func testWalkthrough(ctx context.Context, t *testing.T, e *clusterEnv) {
 		sourcePods[s.source] = e.probePod(ctx, t, s.namespace, s.name, s.labels, "", watch)
 		sources = append(sources, s.source)
 	}
-	t.Logf("LocalAI pod %s, Service %s; probes from %d pods", server.Status.PodIP, svc.Spec.ClusterIP, len(sources))
+	t.Logf("LocalAI pod %s, %s; probes from %d pods", server.Status.PodIP, targets[0].name, len(sources))
 
 	expect := func(step string, want matrix) time.Duration {
 		t.Helper()
@@ -198,4 +178,35 @@ func waitIsolation(ctx context.Context, t *testing.T, c client.Client, wi *isola
 	if err != nil {
 		t.Fatalf("%s=%s (%q) not reported: %v; last: %+v", typ, status, message, err, cond)
 	}
+}
+
+// openAIServer runs the OpenAI-compatible test server (ports 8080 and
+// 9090) as a Deployment with a Service of the same name, and returns its
+// Pod and the probe targets: the Service on both ports and the pod IP on
+// 8080, with their URLs.
+func (e *clusterEnv) openAIServer(ctx context.Context, t *testing.T, ns, name string, labels map[string]string) (*corev1.Pod, []target, []string) {
+	t.Helper()
+	server := e.deployment(ctx, t, ns, name, labels, images.TestServer,
+		[]string{"--listen=:8080,:9090"}, "/readyz:8080", "")
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
+			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)},
+			{Name: "other", Port: 9090, TargetPort: intstr.FromInt32(9090)},
+		}},
+	}
+	if err := e.c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	service := fmt.Sprintf("Service %s/%s", ns, name)
+	targets := []target{
+		{name: service, port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", svc.Spec.ClusterIP)},
+		{name: service, port: "9090", url: fmt.Sprintf("http://%s:9090/v1/models", svc.Spec.ClusterIP)},
+		{name: "Pod " + server.Status.PodIP, port: "8080", url: fmt.Sprintf("http://%s:8080/v1/models", server.Status.PodIP)},
+	}
+	var urls []string
+	for _, to := range targets {
+		urls = append(urls, to.url)
+	}
+	return server, targets, urls
 }
