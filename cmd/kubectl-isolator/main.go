@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,8 +28,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/config"
 	"github.com/isolator-dev/isolator/internal/policy"
@@ -92,6 +96,8 @@ func run(name, namespace, kubeconfig, configPath string, w io.Writer) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(anpv1alpha1.Install(scheme))
+	utilruntime.Must(cnpv1alpha2.Install(scheme))
 	c, err := client.New(restConfig, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
@@ -160,6 +166,10 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	}
 	in.Policies = policies.Items
 	in.OwnerOf = analysis.ControllingIsolation
+	adminReadable, err := readAdminTier(ctx, c, wi, &in)
+	if err != nil {
+		return err
+	}
 
 	egressDeclared := wi.Spec.Egress != nil
 	var out strings.Builder
@@ -188,6 +198,9 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	if !namespacesKnown {
 		out.WriteString("\n(You may not list namespaces: whether a widening admits sources now or only once a namespace appears is not shown.)\n")
 	}
+	if !adminReadable {
+		out.WriteString("\n(You may not list admin-tier policies: ways through AdminNetworkPolicies or ClusterNetworkPolicies are not shown.)\n")
+	}
 	switch {
 	case report.Isolated() && egressDeclared:
 		out.WriteString("\nIsolated: only the declared sources can reach the target, and it can reach only the declared destinations.\n")
@@ -205,6 +218,53 @@ func explain(ctx context.Context, c client.Reader, presets preset.Catalog, names
 	}
 	_, err = io.WriteString(w, out.String())
 	return err
+}
+
+// readAdminTier adds to in the admin-tier policies that may admit traffic to
+// or from the target (see adminpolicy.Widenings), where the cluster serves
+// their APIs. It reports false when the user may not list them.
+func readAdminTier(ctx context.Context, c client.Reader, wi *isolationv1alpha1.WorkloadIsolation, in *analysis.Input) (bool, error) {
+	readable := true
+	list := func(l client.ObjectList, kind string) error {
+		err := c.List(ctx, l)
+		switch {
+		case err == nil:
+			return nil
+		case meta.IsNoMatchError(err) || runtime.IsNotRegisteredError(err):
+			return nil // not served: nothing to read
+		case apierrors.IsForbidden(err):
+			readable = false
+			return nil
+		}
+		return fmt.Errorf("listing %s: %w", kind, err)
+	}
+	anps, cnps := &anpv1alpha1.AdminNetworkPolicyList{}, &cnpv1alpha2.ClusterNetworkPolicyList{}
+	if err := list(anps, "AdminNetworkPolicies"); err != nil {
+		return false, err
+	}
+	if err := list(cnps, "ClusterNetworkPolicies"); err != nil {
+		return false, err
+	}
+	var own *adminpolicy.Guard
+	name := adminpolicy.Name(wi.UID)
+	for _, p := range anps.Items {
+		if p.Name == name && adminpolicy.Owns(p.Name, p.Labels) {
+			own = &adminpolicy.Guard{Kind: adminpolicy.AdminNetworkPolicy, Name: p.Name, Priority: p.Spec.Priority}
+		}
+	}
+	for _, p := range cnps.Items {
+		if p.Name == name && adminpolicy.Owns(p.Name, p.Labels) {
+			own = &adminpolicy.Guard{Kind: adminpolicy.ClusterNetworkPolicy, Name: p.Name, Priority: p.Spec.Priority}
+		}
+	}
+	target := adminpolicy.Target{Namespace: analysis.Object{Name: wi.Namespace}, Pods: in.TargetPods}
+	for _, ns := range in.Namespaces {
+		if ns.Name == wi.Namespace {
+			target.Namespace = ns
+		}
+	}
+	in.Admin = adminpolicy.Widenings(anps.Items, cnps.Items, own, target)
+	return readable, nil
 }
 
 // pathTable writes the paths of one direction as a table whose peer column

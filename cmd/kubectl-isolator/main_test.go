@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	networkingv1 "k8s.io/api/networking/v1"
 
@@ -43,6 +45,8 @@ func scene(t *testing.T) client.WithWatch {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(anpv1alpha1.Install(scheme))
+	utilruntime.Must(cnpv1alpha2.Install(scheme))
 	wi := &isolationv1alpha1.WorkloadIsolation{
 		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
 		Spec: isolationv1alpha1.WorkloadIsolationSpec{
@@ -170,6 +174,8 @@ func egressScene(t *testing.T) client.WithWatch {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(anpv1alpha1.Install(scheme))
+	utilruntime.Must(cnpv1alpha2.Install(scheme))
 	wi := &isolationv1alpha1.WorkloadIsolation{
 		ObjectMeta: metav1.ObjectMeta{Name: "local-ai", Namespace: "local-ai", UID: "uid-1"},
 		Spec: isolationv1alpha1.WorkloadIsolationSpec{
@@ -254,4 +260,34 @@ func TestExplainWithoutEgress(t *testing.T) {
 	if strings.Contains(out, "allow-all-egress") {
 		t.Errorf("egress policies do not matter when egress is not isolated:\n%s", out)
 	}
+}
+
+// An admin-tier Allow comes before every NetworkPolicy: explain shows it as
+// a way in, and as a widening. Without the right to list admin-tier
+// policies it says they are not shown.
+func TestExplainAdminTier(t *testing.T) {
+	c := scene(t)
+	allow := &anpv1alpha1.AdminNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-nginx-all-ports"},
+		Spec: anpv1alpha1.AdminNetworkPolicySpec{
+			Priority: 5,
+			Subject:  anpv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "local-ai"}}},
+			Ingress: []anpv1alpha1.AdminNetworkPolicyIngressRule{{Action: anpv1alpha1.AdminNetworkPolicyRuleActionAllow,
+				From: []anpv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "nginx"}}}}}},
+		},
+	}
+	if err := c.Create(context.Background(), allow); err != nil {
+		t.Fatal(err)
+	}
+	expectLines(t, explainOutput(t, c),
+		"AdminNetworkPolicy/allow-nginx-all-ports  1     all pods in namespaces kubernetes.io/metadata.name=nginx",
+		"Not isolated:\n  - AdminNetworkPolicy/allow-nginx-all-ports: all pods in namespaces kubernetes.io/metadata.name=nginx, all ports",
+	)
+	forbidden := interceptor.NewClient(c, interceptor.Funcs{List: func(ctx context.Context, cl client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := list.(*anpv1alpha1.AdminNetworkPolicyList); ok {
+			return apierrors.NewForbidden(schema.GroupResource{Group: "policy.networking.k8s.io", Resource: "adminnetworkpolicies"}, "", errors.New("no"))
+		}
+		return cl.List(ctx, list, opts...)
+	}})
+	expectLines(t, explainOutput(t, forbidden), "(You may not list admin-tier policies")
 }
