@@ -299,6 +299,7 @@ func run(o options) error {
 		Resync:    resyncSetting(o.resync),
 
 		AdminPriorities: adminPriorities,
+		WatchNamespaces: watchNamespaces,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}

@@ -32,6 +32,7 @@ package adminpolicy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"go4.org/netipx"
@@ -151,8 +152,14 @@ func everyAddress() peer { return peer{networks: []string{"0.0.0.0/0", "::/0"}} 
 // ports, when it names ports. The standard channel of both APIs has no
 // named ports, so the NetworkPolicies (which the admission guard keeps)
 // decide which ports the named ones are.
-func selectorRules(name string, peers []peer, declared []networkingv1.NetworkPolicyPort, lim limits) (allows, passes []rule) {
+func selectorRules(name string, peers []peer, declared []networkingv1.NetworkPolicyPort, shared bool, lim limits) (allows, passes []rule) {
 	numbered, named := ports(declared)
+	if shared {
+		if named {
+			numbered = nil // all ports: the NetworkPolicies decide
+		}
+		return split(rule{name: "pass-" + name, action: pass, peers: peers, ports: numbered}, lim), nil
+	}
 	if len(declared) == 0 || len(numbered) > 0 {
 		allows = split(rule{name: "allow-" + name, peers: peers, ports: numbered}, lim)
 	}
@@ -163,8 +170,11 @@ func selectorRules(name string, peers []peer, declared []networkingv1.NetworkPol
 }
 
 // build turns an intent into the API-neutral model, within lim: the Allow
-// rules, then the Pass rules, then the Deny rule of each direction.
-func build(in *intent.Intent, lim limits) (model, error) {
+// rules, then the Pass rules, then the Deny rule of each direction. With
+// shared (another guarded WorkloadIsolation may select the same pods) it
+// allows nothing itself: the declared peers are passed on to the
+// NetworkPolicies, so that neither guard policy can open the other's pods.
+func build(in *intent.Intent, shared bool, lim limits) (model, error) {
 	var m model
 	var passes []rule
 	for _, r := range in.Ingress {
@@ -180,7 +190,7 @@ func build(in *intent.Intent, lim limits) (model, error) {
 		if len(peers) == 0 {
 			continue // addresses only: left to the NetworkPolicies
 		}
-		allows, p := selectorRules(r.Name, peers, r.Ports, lim)
+		allows, p := selectorRules(r.Name, peers, r.Ports, shared, lim)
 		m.ingress, passes = append(m.ingress, allows...), append(passes, p...)
 	}
 	m.ingress = append(m.ingress, passes...)
@@ -210,12 +220,14 @@ func build(in *intent.Intent, lim limits) (model, error) {
 		if len(r.Peers) == 0 {
 			selectors = []peer{everyPod()}
 			for _, all := range everyAddress().networks {
-				networks.AddPrefix(netip.MustParsePrefix(all))
+				if err := addBlock(&networks, &networkingv1.IPBlock{CIDR: all}); err != nil {
+					return m, err
+				}
 			}
 			hasNetworks = true
 		}
 		if len(selectors) > 0 {
-			allows, p := selectorRules(r.Name, selectors, r.Ports, lim)
+			allows, p := selectorRules(r.Name, selectors, r.Ports, shared, lim)
 			m.egress, passes = append(m.egress, allows...), append(passes, p...)
 		}
 		if !hasNetworks {
@@ -232,7 +244,11 @@ func build(in *intent.Intent, lim limits) (model, error) {
 			return m, fmt.Errorf("egress rule %s: %w", r.Name, err)
 		}
 		var cidrs []peer
-		prefixes := set.Prefixes()
+		// IPv4-mapped IPv6 ranges never appear on the wire as such, and
+		// the APIs refuse them as CIDRs: they are left out (denied).
+		prefixes := slices.DeleteFunc(set.Prefixes(), func(p netip.Prefix) bool {
+			return p.Bits() >= v4Mapped.Bits() && v4Mapped.Contains(p.Addr())
+		})
 		for len(prefixes) > 0 {
 			n := min(len(prefixes), lim.networks)
 			p := peer{}
@@ -242,8 +258,12 @@ func build(in *intent.Intent, lim limits) (model, error) {
 			cidrs = append(cidrs, p)
 			prefixes = prefixes[n:]
 		}
+		addresses := rule{name: "allow-" + r.Name + "-addresses", peers: cidrs, ports: numbered}
+		if shared {
+			addresses.name, addresses.action = "pass-"+r.Name+"-addresses", pass
+		}
 		if len(cidrs) > 0 {
-			m.egress = append(m.egress, split(rule{name: "allow-" + r.Name + "-addresses", peers: cidrs, ports: numbered}, lim)...)
+			m.egress = append(m.egress, split(addresses, lim)...)
 		}
 	}
 	m.egress = append(m.egress, passes...)
@@ -285,6 +305,9 @@ func addBlock(b *netipx.IPSetBuilder, block *networkingv1.IPBlock) error {
 	b.AddSet(set)
 	return nil
 }
+
+// v4Mapped is the IPv4-mapped IPv6 range.
+var v4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
 
 // ports converts the numbered NetworkPolicy ports and says whether there
 // were named ones. nil in, nil out: all ports.

@@ -1,6 +1,7 @@
 package adminpolicy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -64,7 +65,7 @@ func localAI() *intent.Intent {
 }
 
 func TestANPAllowsTheDeclaredPeersAndDeniesTheRest(t *testing.T) {
-	anp, err := ANP(localAI(), 950)
+	anp, err := ANP(localAI(), 950, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestCNPSpellsPortsAsProtocols(t *testing.T) {
 	in.Ingress[0].Ports = append(in.Ingress[0].Ports,
 		networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolUDP)},
 		networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolSCTP), Port: ptr.To(intstr.FromInt32(100)), EndPort: ptr.To(int32(200))})
-	cnp, err := CNP(in, 900)
+	cnp, err := CNP(in, 900, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestAllSourcesAndAllDestinations(t *testing.T) {
 	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
 		Ingress: []intent.Rule{{Name: "any"}},
 		Egress:  &intent.Egress{Rules: []intent.Rule{{Name: "any", Ports: []networkingv1.NetworkPolicyPort{tcp(443)}}}}}
-	anp, err := ANP(in, 1)
+	anp, err := ANP(in, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func TestAddressesWithOnlyNamedPortsAreLeftOut(t *testing.T) {
 	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
 		Egress: &intent.Egress{Rules: []intent.Rule{{Name: "r", Ports: []networkingv1.NetworkPolicyPort{named("http")},
 			Peers: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.0.2.0/24"}}}}}}}
-	anp, err := ANP(in, 1)
+	anp, err := ANP(in, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func TestManyPeersAreSplitWithinTheAPIBounds(t *testing.T) {
 		peers = append(peers, networkingv1.NetworkPolicyPeer{PodSelector: sel("n", strings.Repeat("a", i+1))})
 	}
 	in.Ingress = []intent.Rule{{Name: "many", Peers: peers}}
-	cnp, err := CNP(in, 1)
+	cnp, err := CNP(in, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,10 +279,10 @@ func TestManyPeersAreSplitWithinTheAPIBounds(t *testing.T) {
 	for range 30 {
 		in.Ingress = append(in.Ingress, intent.Rule{Name: "r", Peers: peers[:1]})
 	}
-	if _, err := CNP(in, 1); err == nil || !strings.Contains(err.Error(), "more than the 25") {
+	if _, err := CNP(in, 1, false); err == nil || !strings.Contains(err.Error(), "more than the 25") {
 		t.Errorf("34 rules in an API of 25: err = %v", err)
 	}
-	if _, err := ANP(in, 1); err != nil {
+	if _, err := ANP(in, 1, false); err != nil {
 		t.Errorf("34 rules fit AdminNetworkPolicy's 100: %v", err)
 	}
 }
@@ -326,20 +327,30 @@ func TestPriorities(t *testing.T) {
 		}
 	}
 	taken := map[int32]bool{900: true}
-	if n, ok := p.Allocate(nil, taken); !ok || n != 901 {
+	if n, ok := p.Allocate(nil, -1, taken); !ok || n != 901 {
 		t.Errorf("first free: %d %v", n, ok)
 	}
-	if n, ok := p.Allocate(ptr.To(int32(902)), taken); !ok || n != 902 {
+	if n, ok := p.Allocate(ptr.To(int32(902)), -1, taken); !ok || n != 902 {
 		t.Errorf("keeps its own: %d %v", n, ok)
 	}
-	if n, ok := p.Allocate(ptr.To(int32(900)), taken); !ok || n != 901 {
+	if n, ok := p.Allocate(ptr.To(int32(900)), -1, taken); !ok || n != 901 {
 		t.Errorf("moves off a taken one: %d %v", n, ok)
 	}
-	if n, ok := p.Allocate(ptr.To(int32(5)), taken); !ok || n != 901 {
+	if n, ok := p.Allocate(ptr.To(int32(5)), -1, taken); !ok || n != 901 {
 		t.Errorf("moves into the range: %d %v", n, ok)
 	}
-	if _, ok := p.Allocate(nil, map[int32]bool{900: true, 901: true, 902: true}); ok {
+	if _, ok := p.Allocate(nil, -1, map[int32]bool{900: true, 901: true, 902: true}); ok {
 		t.Error("a full range allocated")
+	}
+	// After every other policy that may select the namespace.
+	if n, ok := p.Allocate(ptr.To(int32(901)), 901, taken); !ok || n != 902 {
+		t.Errorf("moves after a policy at its priority: %d %v", n, ok)
+	}
+	if n, ok := p.Allocate(nil, 50, nil); !ok || n != 900 {
+		t.Errorf("a policy before the range: %d %v", n, ok)
+	}
+	if _, ok := p.Allocate(nil, 902, nil); ok {
+		t.Error("allocated before a policy at the end of the range")
 	}
 }
 
@@ -415,5 +426,104 @@ func TestWidenings(t *testing.T) {
 	alone := analysis.Analyze(analysis.Input{Namespace: "ai", TargetPods: target.Pods, Self: "localai", Admin: got[:1]})
 	if len(alone.Exposures) != 2 || alone.Exposures[1].Policy != analysis.Unselected {
 		t.Errorf("alone: %+v", alone.Exposures)
+	}
+}
+
+// TestSharedTargetAllowsNothing: when another guarded WorkloadIsolation may
+// select the same pods, the policy passes the declared peers on and allows
+// nothing itself, so that neither policy can open the other's pods.
+func TestSharedTargetAllowsNothing(t *testing.T) {
+	for _, render := range []func() ([]string, error){
+		func() ([]string, error) {
+			anp, err := ANP(localAI(), 900, true)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, r := range anp.Spec.Ingress {
+				out = append(out, string(r.Action)+" "+r.Name)
+			}
+			for _, r := range anp.Spec.Egress {
+				out = append(out, string(r.Action)+" "+r.Name)
+			}
+			return out, nil
+		},
+		func() ([]string, error) {
+			cnp, err := CNP(localAI(), 900, true)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, r := range cnp.Spec.Ingress {
+				out = append(out, string(r.Action)+" "+r.Name)
+			}
+			for _, r := range cnp.Spec.Egress {
+				out = append(out, string(r.Action)+" "+r.Name)
+			}
+			return out, nil
+		},
+	} {
+		rules, err := render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if strings.HasPrefix(r, "Allow") || strings.HasPrefix(r, "Accept") {
+				t.Errorf("a shared target's policy allows: %v", rules)
+			}
+		}
+		if len(rules) != 6 || !strings.HasPrefix(rules[0], "Pass pass-gateway") || !strings.HasPrefix(rules[1], "Deny") {
+			t.Errorf("rules: %v", rules)
+		}
+	}
+}
+
+func TestDisjoint(t *testing.T) {
+	in := func(key string, values ...string) metav1.LabelSelector {
+		return metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: metav1.LabelSelectorOpIn, Values: values}}}
+	}
+	op := func(key string, o metav1.LabelSelectorOperator, values ...string) metav1.LabelSelector {
+		return metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: o, Values: values}}}
+	}
+	for _, c := range []struct {
+		name     string
+		a, b     metav1.LabelSelector
+		disjoint bool
+	}{
+		{"other value", *sel("app", "a"), *sel("app", "b"), true},
+		{"same value", *sel("app", "a"), *sel("app", "a"), false},
+		{"other keys", *sel("app", "a"), *sel("tier", "b"), false},
+		{"everything", *sel("app", "a"), metav1.LabelSelector{}, false},
+		{"NotIn", *sel("app", "a"), op("app", metav1.LabelSelectorOpNotIn, "a"), true},
+		{"DoesNotExist", *sel("app", "a"), op("app", metav1.LabelSelectorOpDoesNotExist), true},
+		{"In without it", *sel("app", "a"), in("app", "b", "c"), true},
+		{"In with it", *sel("app", "a"), in("app", "a", "c"), false},
+		{"In and In overlapping", in("app", "a", "b"), in("app", "b", "c"), false},
+		{"In and In apart", in("app", "a", "b"), in("app", "c"), true},
+		{"Exists", *sel("app", "a"), op("app", metav1.LabelSelectorOpExists), false},
+	} {
+		if got := Disjoint(c.a, c.b); got != c.disjoint {
+			t.Errorf("%s: Disjoint = %v", c.name, got)
+		}
+		if got := Disjoint(c.b, c.a); got != c.disjoint {
+			t.Errorf("%s, reversed: Disjoint = %v", c.name, got)
+		}
+	}
+}
+
+func TestIPv4MappedAddressesAreLeftOut(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
+		Egress: &intent.Egress{Rules: []intent.Rule{{Name: "v6", Ports: []networkingv1.NetworkPolicyPort{tcp(443)},
+			Peers: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: []string{"::fffe:0:0/96"}}}}}}}}
+	anp, err := ANP(in, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range anp.Spec.Egress[0].To {
+		for _, n := range p.Networks {
+			if prefix := netip.MustParsePrefix(string(n)); prefix.Overlaps(v4Mapped) {
+				t.Errorf("%s overlaps the IPv4-mapped range, which the API refuses", n)
+			}
+		}
 	}
 }

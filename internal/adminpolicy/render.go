@@ -18,10 +18,11 @@ var (
 )
 
 // ANP returns the AdminNetworkPolicy guarding the target of in, at the
-// given priority. It fails when the intent needs more rules or ports than
+// given priority; shared passes the declared peers on instead of allowing
+// them (see build). It fails when the intent needs more rules or ports than
 // the API allows.
-func ANP(in *intent.Intent, priority int32) (*anpv1alpha1.AdminNetworkPolicy, error) {
-	m, err := build(in, anpLimits)
+func ANP(in *intent.Intent, priority int32, shared bool) (*anpv1alpha1.AdminNetworkPolicy, error) {
+	m, err := build(in, shared, anpLimits)
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +89,9 @@ func anpPorts(ports []port) *[]anpv1alpha1.AdminNetworkPolicyPort {
 }
 
 // CNP returns the ClusterNetworkPolicy, in the Admin tier, guarding the
-// target of in at the given priority. v1alpha2 and v1beta1 share the
-// schema: the caller sets the version the cluster serves.
-func CNP(in *intent.Intent, priority int32) (*cnpv1alpha2.ClusterNetworkPolicy, error) {
-	m, err := build(in, cnpLimits)
+// target of in at the given priority, like ANP.
+func CNP(in *intent.Intent, priority int32, shared bool) (*cnpv1alpha2.ClusterNetworkPolicy, error) {
+	m, err := build(in, shared, cnpLimits)
 	if err != nil {
 		return nil, err
 	}

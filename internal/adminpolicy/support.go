@@ -110,15 +110,17 @@ func ParsePriorities(s string) (Priorities, error) {
 // String spells the range as ParsePriorities reads it.
 func (p Priorities) String() string { return fmt.Sprintf("%d-%d", p.First, p.Last) }
 
-// Allocate picks the priority of one guard policy: its current one when it
-// has one in range that no other policy of the API holds, else the first
-// free one in range. taken holds the priorities of every other policy of
-// the same API. ok is false when the range is full.
-func (p Priorities) Allocate(current *int32, taken map[int32]bool) (priority int32, ok bool) {
-	if current != nil && *current >= p.First && *current <= p.Last && !taken[*current] {
+// Allocate picks the priority of one guard policy: after floor (the last
+// priority of the other policies that may select its namespace, -1 for
+// none), within the range, and not taken (by the operator's other guard
+// policies of the same namespace). It keeps its current one when that
+// still fits. ok is false when no priority fits.
+func (p Priorities) Allocate(current *int32, floor int32, taken map[int32]bool) (priority int32, ok bool) {
+	first := max(p.First, floor+1)
+	if current != nil && *current >= first && *current <= p.Last && !taken[*current] {
 		return *current, true
 	}
-	for n := p.First; n <= p.Last; n++ {
+	for n := first; n <= p.Last; n++ {
 		if !taken[n] {
 			return n, true
 		}

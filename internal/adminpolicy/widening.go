@@ -56,7 +56,7 @@ func Widenings(anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.Cluster
 		if after(AdminNetworkPolicy, p.Name, p.Spec.Priority) || !t.selected(p.Spec.Subject.Namespaces, anpPodsOf(p.Spec.Subject.Pods)) {
 			continue
 		}
-		w := analysis.AdminPolicy{Name: fmt.Sprintf("%s/%s", AdminNetworkPolicy, p.Name)}
+		w := analysis.AdminPolicy{Name: fmt.Sprintf("%s/%s", AdminNetworkPolicy, p.Name), WorkloadIsolation: t.guardOf(p)}
 		for _, r := range p.Spec.Ingress {
 			if r.Action != anpv1alpha1.AdminNetworkPolicyRuleActionAllow {
 				continue
@@ -86,7 +86,7 @@ func Widenings(anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.Cluster
 			!t.selected(p.Spec.Subject.Namespaces, cnpPodsOf(p.Spec.Subject.Pods)) {
 			continue
 		}
-		w := analysis.AdminPolicy{Name: fmt.Sprintf("%s/%s", ClusterNetworkPolicy, p.Name)}
+		w := analysis.AdminPolicy{Name: fmt.Sprintf("%s/%s", ClusterNetworkPolicy, p.Name), WorkloadIsolation: t.guardOf(p)}
 		for _, r := range p.Spec.Ingress {
 			if r.Action != cnpv1alpha2.ClusterNetworkPolicyRuleActionAccept {
 				continue
@@ -111,6 +111,40 @@ func Widenings(anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.Cluster
 		out = append(out, w)
 	}
 	return out
+}
+
+// guardOf names the WorkloadIsolation of the target's namespace whose
+// guard wrote p, if one did.
+func (t Target) guardOf(p metav1.Object) string {
+	if !Owns(p.GetName(), p.GetLabels()) {
+		return ""
+	}
+	owner := OwnerOf(p)
+	if owner.Namespace != t.Namespace.Name {
+		return ""
+	}
+	return owner.Name
+}
+
+// SelectsNamespace reports whether an admin-tier subject (namespaces, or
+// pods of namespaces) may select pods of the namespace ns, whatever the
+// pods: the policies the guard must come after.
+func SelectsNamespace(namespaces *metav1.LabelSelector, pods *podPeer, ns analysis.Object) bool {
+	if pods != nil {
+		namespaces = &pods.namespaces
+	}
+	return namespaces == nil || matches(namespaces, withName(ns))
+}
+
+// ANPSelectsNamespace and CNPSelectsNamespace are SelectsNamespace for
+// each API's subject.
+func ANPSelectsNamespace(p *anpv1alpha1.AdminNetworkPolicy, ns analysis.Object) bool {
+	return SelectsNamespace(p.Spec.Subject.Namespaces, anpPodsOf(p.Spec.Subject.Pods), ns)
+}
+
+// CNPSelectsNamespace: see ANPSelectsNamespace.
+func CNPSelectsNamespace(p *cnpv1alpha2.ClusterNetworkPolicy, ns analysis.Object) bool {
+	return SelectsNamespace(p.Spec.Subject.Namespaces, cnpPodsOf(p.Spec.Subject.Pods), ns)
 }
 
 // selected reports whether a subject (namespaces, or pods of namespaces)

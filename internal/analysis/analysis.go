@@ -63,6 +63,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Object is the name and labels of a pod or namespace.
@@ -117,9 +118,14 @@ type Input struct {
 type AdminPolicy struct {
 	// Name is how exposures name the policy, such as
 	// "AdminNetworkPolicy/allow-monitoring".
-	Name    string
-	Ingress []networkingv1.NetworkPolicyIngressRule
-	Egress  []networkingv1.NetworkPolicyEgressRule
+	Name string
+	// WorkloadIsolation names the WorkloadIsolation of the namespace whose
+	// guard wrote the policy, if one did: one that admits nothing more is
+	// reported like another WorkloadIsolation's NetworkPolicy over the same
+	// pods.
+	WorkloadIsolation string
+	Ingress           []networkingv1.NetworkPolicyIngressRule
+	Egress            []networkingv1.NetworkPolicyEgressRule
 }
 
 // adminTier is the policy type of an admin-tier policy seen as a
@@ -134,8 +140,12 @@ func withAdmin(in Input) []networkingv1.NetworkPolicy {
 	}
 	out := make([]networkingv1.NetworkPolicy, 0, len(in.Admin)+len(in.Policies))
 	for _, p := range in.Admin {
+		var owners []metav1.OwnerReference
+		if p.WorkloadIsolation != "" {
+			owners = []metav1.OwnerReference{{Kind: "WorkloadIsolation", Name: p.WorkloadIsolation, Controller: ptr.To(true)}}
+		}
 		out = append(out, networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: in.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: in.Namespace, OwnerReferences: owners},
 			Spec: networkingv1.NetworkPolicySpec{
 				PolicyTypes: []networkingv1.PolicyType{adminTier}, Ingress: p.Ingress, Egress: p.Egress,
 			},

@@ -3,13 +3,16 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -32,18 +35,40 @@ type adminTier struct {
 	// served says which admin-tier APIs the cluster serves (at start).
 	served adminpolicy.Served
 	// mu serialises priority allocation, so that two guarded
-	// WorkloadIsolations reconciled at once never take the same priority.
+	// WorkloadIsolations of a namespace reconciled at once never take the
+	// same priority.
 	mu sync.Mutex
-	// written remembers, per WorkloadIsolation UID, the priority of the
-	// policy last written, until the cache holds it.
-	written map[types.UID]int32
+	// written remembers, per WorkloadIsolation UID, the namespace and
+	// priority of the policy last written, until it is removed.
+	written map[types.UID]writtenAdmin
 }
 
-// adminServed reports which admin-tier APIs the cluster serves.
-func adminServed(mapper meta.RESTMapper) adminpolicy.Served {
-	_, anp := mapper.RESTMapping(adminpolicy.ANPGVK.GroupKind(), adminpolicy.ANPGVK.Version)
-	_, cnp := mapper.RESTMapping(adminpolicy.CNPGVK.GroupKind(), adminpolicy.CNPGVK.Version)
-	return adminpolicy.Served{AdminNetworkPolicy: anp == nil, ClusterNetworkPolicy: cnp == nil}
+type writtenAdmin struct {
+	namespace string
+	priority  int32
+}
+
+// adminServed reports which admin-tier APIs the cluster serves. Only a
+// definite "no such kind" counts as not served: a discovery failure fails
+// the start, so that admin-tier policies are never silently left out of
+// the analysis.
+func adminServed(mapper meta.RESTMapper) (adminpolicy.Served, error) {
+	served := func(gvk schema.GroupVersionKind) (bool, error) {
+		_, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		switch {
+		case err == nil:
+			return true, nil
+		case meta.IsNoMatchError(err):
+			return false, nil
+		}
+		return false, fmt.Errorf("discovering %s: %w", gvk.Kind, err)
+	}
+	anp, err := served(adminpolicy.ANPGVK)
+	if err != nil {
+		return adminpolicy.Served{}, err
+	}
+	cnp, err := served(adminpolicy.CNPGVK)
+	return adminpolicy.Served{AdminNetworkPolicy: anp, ClusterNetworkPolicy: cnp}, err
 }
 
 // adminPolicies lists the cluster's admin-tier policies of the APIs it
@@ -75,19 +100,41 @@ type adminGuard struct {
 	own *adminpolicy.Guard
 }
 
+// adminSupport says which admin-tier API the guard can use for an outcome's
+// CNI.
+func (r *WorkloadIsolationReconciler) adminSupport(outcome status.Outcome) adminpolicy.Support {
+	if outcome.CNI == nil {
+		return adminpolicy.Support{Message: "the CNI is not known yet"}
+	}
+	return adminpolicy.Choose(outcome.CNI.Name, outcome.CNI.Version, outcome.CNI.Enforces == "True", r.admin.served)
+}
+
+// pendingAdminLayer is the dataplane layer before syncAdminTier has run:
+// not active where the cluster offers it, so that a reconcile that stops
+// early never reports the layer as missing from the cluster.
+func (r *WorkloadIsolationReconciler) pendingAdminLayer(outcome status.Outcome) status.DataplaneGuard {
+	support := r.adminSupport(outcome)
+	if support.Kind == "" {
+		return status.DataplaneGuard{State: isolationv1alpha1.GuardLayerUnavailable, Message: support.Message}
+	}
+	return status.DataplaneGuard{State: isolationv1alpha1.GuardLayerNotActive,
+		Message: support.Message + "; its policy is not in place yet: the reconcile stopped before writing it (see Ready)"}
+}
+
 // syncAdminTier brings wi's admin-tier policy in line: written when the
 // guard is on, the mode is Enforce and the CNI implements an admin-tier API
 // the cluster serves; removed otherwise. It never modifies or deletes a
-// policy it did not write (adminpolicy.Owns).
+// policy it did not write (adminpolicy.Owns). The policy comes after every
+// other admin-tier policy that may select the namespace, so that cluster
+// administrators' rules keep applying to the target; when another guarded
+// WorkloadIsolation of the namespace may select the same pods, it passes
+// the declared peers on instead of allowing them.
 func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation, in *intent.Intent,
-	outcome status.Outcome, anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.ClusterNetworkPolicy) (adminGuard, error) {
-	support := adminpolicy.Support{Message: "the CNI is not known yet"}
-	if outcome.CNI != nil {
-		support = adminpolicy.Choose(outcome.CNI.Name, outcome.CNI.Version, outcome.CNI.Enforces == "True", r.admin.served)
-	}
+	outcome status.Outcome, anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.ClusterNetworkPolicy, ns analysis.Object) (adminGuard, error) {
 	if err := r.pruneAdmin(ctx, client.ObjectKeyFromObject(wi), wi.UID, anps, cnps); err != nil {
 		return adminGuard{}, err
 	}
+	support := r.adminSupport(outcome)
 	want := wi.Spec.Guard == isolationv1alpha1.GuardEnforce && outcome.Mode == isolationv1alpha1.ModeEnforce && support.Kind != ""
 	for _, kind := range []adminpolicy.Kind{adminpolicy.AdminNetworkPolicy, adminpolicy.ClusterNetworkPolicy} {
 		if want && kind == support.Kind {
@@ -108,62 +155,136 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		}
 		return adminGuard{layer: status.DataplaneGuard{State: state, Message: support.Message}}, nil
 	}
-	r.admin.mu.Lock()
-	defer r.admin.mu.Unlock()
-	name := adminpolicy.Name(wi.UID)
-	var current *int32
-	taken := map[int32]bool{}
-	var have client.Object
-	for uid, p := range r.admin.written {
-		if uid != wi.UID {
-			taken[p] = true
-		}
-	}
-	switch support.Kind {
-	case adminpolicy.AdminNetworkPolicy:
-		for i := range anps {
-			if anps[i].Name == name {
-				have, current = &anps[i], &anps[i].Spec.Priority
-			} else {
-				taken[anps[i].Spec.Priority] = true
-			}
-		}
-	case adminpolicy.ClusterNetworkPolicy:
-		for i := range cnps {
-			if cnps[i].Name == name {
-				have, current = &cnps[i], &cnps[i].Spec.Priority
-			} else if cnps[i].Spec.Tier == cnpv1alpha2.AdminTier {
-				taken[cnps[i].Spec.Priority] = true
-			}
-		}
-	}
 	notActive := func(format string, args ...any) (adminGuard, error) {
 		return adminGuard{layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerNotActive,
 			Message: support.Message + "; " + fmt.Sprintf(format, args...)}}, nil
 	}
+	shared, err := r.sharedGuardedTarget(ctx, wi)
+	if err != nil {
+		return adminGuard{}, err
+	}
+	r.admin.mu.Lock()
+	defer r.admin.mu.Unlock()
+	name := adminpolicy.Name(wi.UID)
+	slot := adminSlot{namespace: wi.Namespace, floor: -1, taken: map[int32]bool{}}
+	for uid, w := range r.admin.written {
+		if uid != wi.UID && w.namespace == wi.Namespace {
+			slot.taken[w.priority] = true
+		}
+	}
+	var have client.Object
+	switch support.Kind {
+	case adminpolicy.AdminNetworkPolicy:
+		for i := range anps {
+			p := &anps[i]
+			if p.Name == name {
+				have, slot.current = p, &p.Spec.Priority
+			} else {
+				slot.add(p, p.Spec.Priority, adminpolicy.ANPSelectsNamespace(p, ns))
+			}
+		}
+	case adminpolicy.ClusterNetworkPolicy:
+		for i := range cnps {
+			p := &cnps[i]
+			if p.Name == name {
+				have, slot.current = p, &p.Spec.Priority
+			} else if p.Spec.Tier == cnpv1alpha2.AdminTier {
+				slot.add(p, p.Spec.Priority, adminpolicy.CNPSelectsNamespace(p, ns))
+			}
+		}
+	}
 	if have != nil && !adminpolicy.Owns(have.GetName(), have.GetLabels()) {
 		return notActive("%s %s exists and was not created by the operator; it is left untouched", support.Kind, name)
 	}
-	priority, ok := r.adminPriorities().Allocate(current, taken)
+	priority, ok := r.adminPriorities().Allocate(slot.current, slot.floor, slot.taken)
 	if !ok {
-		return notActive("every priority in %s is taken by another %s; widen the operator's --admin-priorities", r.adminPriorities(), support.Kind)
+		if slot.floor >= r.adminPriorities().Last {
+			return notActive("%s %s (priority %d) may select this namespace, and the guard must come after it: its range %s leaves no room; raise the operator's --admin-priorities",
+				support.Kind, slot.floorBy, slot.floor, r.adminPriorities())
+		}
+		return notActive("every priority in %s after %d is taken by another guarded WorkloadIsolation of this namespace; widen the operator's --admin-priorities",
+			r.adminPriorities(), slot.floor)
 	}
-	desired, err := renderAdmin(support.Kind, in, priority)
+	desired, err := renderAdmin(support.Kind, in, priority, shared != "")
 	if err != nil {
 		return notActive("%v", err)
 	}
 	if have == nil || !adminUpToDate(have, desired) {
-		if err := r.applyAdmin(ctx, desired, have); err != nil {
+		if err := r.applyAdmin(ctx, desired, have); apierrors.IsInvalid(err) {
+			// The API server refuses what was rendered: retrying cannot help.
+			return notActive("the API server refuses it: %v", err)
+		} else if err != nil {
 			return adminGuard{}, err
 		}
 	}
-	r.admin.written[wi.UID] = priority
+	r.admin.written[wi.UID] = writtenAdmin{namespace: wi.Namespace, priority: priority}
 	object := fmt.Sprintf("%s %s, priority %d", support.Kind, name, priority)
+	message := support.Message + "; the target pods exchange traffic with the declared pods and namespaces only, before any NetworkPolicy is consulted"
+	if shared != "" {
+		message = support.Message + fmt.Sprintf("; the target pods exchange traffic with no pod or address but the declared ones, "+
+			"which are passed on to the NetworkPolicies: guarded WorkloadIsolation %s may select the same pods, so neither guard policy allows traffic itself", shared)
+	}
 	return adminGuard{
-		layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerActive, Object: object, Message: support.Message +
-			"; the target pods exchange traffic with the declared pods and namespaces only, before any NetworkPolicy is consulted"},
-		own: &adminpolicy.Guard{Kind: support.Kind, Name: name, Priority: priority},
+		layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerActive, Object: object, Message: message},
+		own:   &adminpolicy.Guard{Kind: support.Kind, Name: name, Priority: priority},
 	}, nil
+}
+
+// adminSlot collects what decides a guard policy's priority.
+type adminSlot struct {
+	namespace string
+	current   *int32
+	// floor is the last priority of the other policies that may select the
+	// namespace (floorBy names one), -1 for none.
+	floor   int32
+	floorBy string
+	// taken are the priorities of the operator's other guard policies of
+	// the namespace.
+	taken map[int32]bool
+}
+
+func (s *adminSlot) add(p client.Object, priority int32, selectsNamespace bool) {
+	switch {
+	case adminpolicy.Owns(p.GetName(), p.GetLabels()):
+		if adminpolicy.OwnerOf(p).Namespace == s.namespace {
+			s.taken[priority] = true
+		}
+	case selectsNamespace && priority > s.floor:
+		s.floor, s.floorBy = priority, p.GetName()
+	}
+}
+
+// sharedGuardedTarget names another guarded WorkloadIsolation of wi's
+// namespace whose target is not provably disjoint from wi's, or "".
+func (r *WorkloadIsolationReconciler) sharedGuardedTarget(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) (string, error) {
+	list := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return "", fmt.Errorf("listing WorkloadIsolations: %w", err)
+	}
+	mine := resolvedTarget(wi)
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.UID == wi.UID || other.Spec.Guard != isolationv1alpha1.GuardEnforce {
+			continue
+		}
+		theirs := resolvedTarget(other)
+		if mine == nil || theirs == nil || !adminpolicy.Disjoint(*mine, *theirs) {
+			return other.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// resolvedTarget is a WorkloadIsolation's target selector as last resolved,
+// or its podSelector; nil when neither is known.
+func resolvedTarget(wi *isolationv1alpha1.WorkloadIsolation) *metav1.LabelSelector {
+	if wi.Status.TargetSelector != nil {
+		return wi.Status.TargetSelector
+	}
+	if wi.Spec.Target.PodSelector != nil {
+		return wi.Spec.Target.PodSelector.LabelSelector()
+	}
+	return nil
 }
 
 // adminPriorities returns the configured range, or the default.
@@ -175,11 +296,11 @@ func (r *WorkloadIsolationReconciler) adminPriorities() adminpolicy.Priorities {
 }
 
 // renderAdmin renders wi's policy in the API kind.
-func renderAdmin(kind adminpolicy.Kind, in *intent.Intent, priority int32) (client.Object, error) {
+func renderAdmin(kind adminpolicy.Kind, in *intent.Intent, priority int32, shared bool) (client.Object, error) {
 	if kind == adminpolicy.AdminNetworkPolicy {
-		return adminpolicy.ANP(in, priority)
+		return adminpolicy.ANP(in, priority, shared)
 	}
-	return adminpolicy.CNP(in, priority)
+	return adminpolicy.CNP(in, priority, shared)
 }
 
 // adminUpToDate: the same spec, labels and owner annotation.
@@ -310,28 +431,37 @@ func (r *WorkloadIsolationReconciler) pruneAdmin(ctx context.Context, key types.
 	return nil
 }
 
-// adminWidenings returns the other admin-tier policies that can admit
-// traffic to or from the target, for the analysis.
-func adminWidenings(anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.ClusterNetworkPolicy, own *adminpolicy.Guard,
-	namespace string, namespaces []analysis.Object, pods []analysis.Object) []analysis.AdminPolicy {
-	if len(anps) == 0 && len(cnps) == 0 {
-		return nil
-	}
-	target := adminpolicy.Target{Namespace: analysis.Object{Name: namespace}, Pods: pods}
+// namespaceObject finds a namespace with its labels; one not (yet) known
+// has only its name.
+func namespaceObject(namespaces []analysis.Object, name string) analysis.Object {
 	for _, ns := range namespaces {
-		if ns.Name == namespace {
-			target.Namespace = ns
+		if ns.Name == name {
+			return ns
 		}
 	}
-	return adminpolicy.Widenings(anps, cnps, own, target)
+	return analysis.Object{Name: name}
 }
 
 // mapAdminPolicy requests, for an admin-tier policy event, the
-// WorkloadIsolation an operator's policy belongs to, and every
-// WorkloadIsolation for any other policy (which may widen any of them).
+// WorkloadIsolations of the namespace an operator's policy belongs to, and
+// every WorkloadIsolation for any other policy (which may widen any of
+// them, or change where the guard's policies must come).
 func (r *WorkloadIsolationReconciler) mapAdminPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
-	if adminpolicy.Owns(obj.GetName(), obj.GetLabels()) {
-		return []reconcile.Request{{NamespacedName: adminpolicy.OwnerOf(obj)}}
+	if !adminpolicy.Owns(obj.GetName(), obj.GetLabels()) {
+		return mapAll(ctx, r.Client)
 	}
-	return mapAll(ctx, r.Client)
+	owner := adminpolicy.OwnerOf(obj)
+	if len(r.WatchNamespaces) > 0 && !slices.Contains(r.WatchNamespaces, owner.Namespace) {
+		return nil // another instance's
+	}
+	// The owner, gone or not, and every WorkloadIsolation of its
+	// namespace: the policy can only select pods there, and may select
+	// theirs.
+	out := []reconcile.Request{{NamespacedName: owner}}
+	for _, req := range mapNamespace(ctx, r.Client, owner.Namespace) {
+		if req.NamespacedName != owner {
+			out = append(out, req)
+		}
+	}
+	return out
 }

@@ -138,14 +138,16 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 		Consistently(anp(wi), "2s", interval).Should(HaveField("ResourceVersion", rv))
 	})
 
-	It("gives a second guarded isolation the next priority and reports a foreign Allow that comes first", func() {
+	It("comes after administrators' policies that may select its namespace, and reports their Allow rules", func() {
+		// Guard policies of other namespaces never select the same pods:
+		// they may share a priority.
 		second := seedIsolation(cc.namespace(ctx, "admin-tier-2"))
 		second.Spec.Guard = isolationv1alpha1.GuardEnforce
 		Expect(cc.c.Create(ctx, second)).To(Succeed())
 		Eventually(func() (int32, error) {
 			p, err := anp(cc.isolation(ctx, second)())()
 			return p.Spec.Priority, err
-		}, timeout, interval).Should(Equal(int32(901)))
+		}, timeout, interval).Should(Equal(int32(900)))
 
 		foreign := &anpv1alpha1.AdminNetworkPolicy{
 			ObjectMeta: metav1.ObjectMeta{Name: "allow-scrapers"},
@@ -164,22 +166,75 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
 			WithTransform(exposedPolicies, ContainElement("AdminNetworkPolicy/allow-scrapers")),
 		))
-		// After the guard's priority it cannot widen: the guard's Deny
-		// comes first.
+		// An administrator's policy inside the range: the guard moves after
+		// it, so that the administrator's rules keep applying first, and
+		// its Allow still counts.
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+		foreign.Spec.Priority = 950
+		Expect(cc.c.Update(ctx, foreign)).To(Succeed())
+		Eventually(anp(wi), timeout, interval).Should(HaveField("Spec.Priority", int32(951)))
+		Consistently(cc.isolation(ctx, wi), "1s", interval).Should(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy))
+		// One at the end of the range leaves no room: the layer is not in
+		// place, and says why.
 		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 		foreign.Spec.Priority = 999
 		Expect(cc.c.Update(ctx, foreign)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
-			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
-			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Message", ContainSubstring("AdminNetworkPolicy allow-scrapers (priority 999) may select this namespace"))),
 		))
 		Expect(cc.c.Delete(ctx, foreign)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionTrue, isolationv1alpha1.ReasonGuardActive),
+		))
 		Expect(cc.c.Delete(ctx, second)).To(Succeed())
 		secondUID := second.UID
 		Eventually(func() bool {
 			err := cc.c.Get(ctx, client.ObjectKey{Name: "isolator-" + string(secondUID)}, &anpv1alpha1.AdminNetworkPolicy{})
 			return apierrors.IsNotFound(err)
 		}, timeout, interval).Should(BeTrue(), "a deleted WorkloadIsolation's AdminNetworkPolicy is removed")
+	})
+
+	It("allows nothing itself while another guarded isolation may select the same pods", func() {
+		actions := func(p *anpv1alpha1.AdminNetworkPolicy) []string {
+			var out []string
+			for _, r := range p.Spec.Ingress {
+				out = append(out, string(r.Action))
+			}
+			for _, r := range p.Spec.Egress {
+				out = append(out, string(r.Action))
+			}
+			return out
+		}
+		intruder := seedIsolation(wi.Namespace)
+		intruder.Name = "wide-open"
+		intruder.Spec.Guard = isolationv1alpha1.GuardEnforce
+		intruder.Spec.Ingress = []isolationv1alpha1.IngressRule{{Name: "everyone", From: []isolationv1alpha1.IngressPeer{
+			{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}}}}
+		Expect(cc.c.Create(ctx, intruder)).To(Succeed())
+		Eventually(func() ([]string, error) {
+			p, err := anp(cc.isolation(ctx, intruder)())()
+			return actions(p), err
+		}, timeout, interval).Should(And(Not(ContainElement("Allow")), ContainElement("Pass")))
+		Eventually(anp(wi), timeout, interval).Should(WithTransform(actions, And(Not(ContainElement("Allow")), ContainElement("Pass"))))
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Message", ContainSubstring("guarded WorkloadIsolation wide-open may select the same pods"))))
+		Expect(cc.c.Delete(ctx, intruder)).To(Succeed())
+		Eventually(anp(wi), timeout, interval).Should(WithTransform(actions, ContainElement("Allow")))
+	})
+
+	It("says the layer is not in place when the spec cannot be rendered", func() {
+		broken := seedIsolation(cc.namespace(ctx, "admin-tier-broken"))
+		broken.Spec.Guard = isolationv1alpha1.GuardEnforce
+		broken.Spec.Ingress[0].From = []isolationv1alpha1.IngressPeer{{Preset: "no-such-preset"}}
+		Expect(cc.c.Create(ctx, broken)).To(Succeed())
+		Eventually(cc.isolation(ctx, broken), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionStalled, metav1.ConditionTrue, isolationv1alpha1.ReasonUnknownPreset),
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("State", isolationv1alpha1.GuardLayerNotActive)),
+		))
 	})
 
 	It("repairs its policy when changed, and restores it when deleted", func() {
@@ -206,7 +261,7 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Object", HavePrefix("ClusterNetworkPolicy isolator-"))))
 		setCalico(calico.Spec.Template.Spec.Containers[0].Image)
-		Eventually(anp(wi), timeout, interval).Should(HaveField("Spec.Priority", int32(900)))
+		Eventually(func() error { _, err := anp(wi)(); return err }, timeout, interval).Should(Succeed())
 	})
 
 	It("leaves a policy it did not write alone and says so", func() {

@@ -114,13 +114,20 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// Guarded isolations write an admin-tier policy where the CNI
 	// implements one; every admin-tier policy may widen any isolation.
-	r.admin.served = adminServed(mgr.GetRESTMapper())
-	r.admin.written = map[types.UID]int32{}
-	if r.admin.served.AdminNetworkPolicy {
-		b = b.Watches(&anpv1alpha1.AdminNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy))
+	served, err := adminServed(mgr.GetRESTMapper())
+	if err != nil {
+		return err
 	}
-	if r.admin.served.ClusterNetworkPolicy {
-		b = b.Watches(&cnpv1alpha2.ClusterNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy))
+	r.admin.served, r.admin.written = served, map[types.UID]writtenAdmin{}
+	// Status updates (which implementations may write often) change
+	// nothing the operator reads.
+	specOrLabels := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
+		predicate.AnnotationChangedPredicate{}))
+	if served.AdminNetworkPolicy {
+		b = b.Watches(&anpv1alpha1.AdminNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy), specOrLabels)
+	}
+	if served.ClusterNetworkPolicy {
+		b = b.Watches(&cnpv1alpha2.ClusterNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy), specOrLabels)
 	}
 	return b.Named("workloadisolation").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).

@@ -87,6 +87,11 @@ type WorkloadIsolationReconciler struct {
 	// AdminPriorities is the range of admin-tier priorities the guard's
 	// dataplane policies take (adminpolicy.DefaultPriorities when zero).
 	AdminPriorities adminpolicy.Priorities
+	// WatchNamespaces, when set, are the only namespaces whose
+	// WorkloadIsolations this instance reconciles (the manager's cache is
+	// restricted to them): cluster-scoped policies of the others' are left
+	// to the instance that owns them.
+	WatchNamespaces []string
 	// admin is the state of the guard's dataplane layer.
 	admin adminTier
 }
@@ -175,6 +180,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Mode == "" {
 		outcome.Mode = isolationv1alpha1.ModeEnforce
 	}
+	if outcome.Guard != nil {
+		outcome.Guard.Dataplane = r.pendingAdminLayer(outcome)
+	}
 
 	selector, failure, err := r.resolveTarget(ctx, wi)
 	if err != nil {
@@ -260,25 +268,25 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Failure == nil {
 		outcome.Failure = r.contestedFailure(wi, time.Now())
 	}
-	anps, cnps, err := r.adminPolicies(ctx)
-	if err != nil {
-		return withTransient(outcome, errors.Join(syncErr, err))
-	}
-	admin, err := r.syncAdminTier(ctx, wi, in, outcome, anps, cnps)
-	if err != nil {
-		return withTransient(outcome, errors.Join(syncErr, err))
-	}
-	if outcome.Guard != nil {
-		outcome.Guard.Dataplane = admin.layer
-	}
 	// Analyse what is in place even when a write failed, so that Isolated
 	// says what the cluster holds, not what was meant to be written.
 	namespaces, namespaceNames, err := r.namespaces.get(ctx, r.Client)
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
+	anps, cnps, err := r.adminPolicies(ctx)
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
+	admin, err := r.syncAdminTier(ctx, wi, in, outcome, anps, cnps, namespaceObject(namespaces, wi.Namespace))
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
+	if outcome.Guard != nil {
+		outcome.Guard.Dataplane = admin.layer
+	}
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
-		adminWidenings(anps, cnps, admin.own, wi.Namespace, namespaces, pods))
+		adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: namespaceObject(namespaces, wi.Namespace), Pods: pods}))
 	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
