@@ -14,6 +14,7 @@ import (
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
+	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 )
 
@@ -36,7 +37,7 @@ func TestGuardAllowsExactlyTheDeclaredPeers(t *testing.T) {
 	for i := range cases {
 		r := rand.New(rand.NewPCG(seed, uint64(i)))
 		s := generate(t, r, false)
-		guard, err := adminpolicy.ANP(s.in, guardPriority)
+		guard, err := adminpolicy.ANP(s.in, guardPriority, false)
 		if err != nil {
 			t.Fatalf("seed %d case %d: %v", seed, i, err)
 		}
@@ -164,4 +165,56 @@ func tenantRule(r *rand.Rand, s *scenario, named bool) ([]networkingv1.NetworkPo
 		ports = append(ports, networkingv1.NetworkPolicyPort{Protocol: ptr.To(cmp.Or(p.Protocol, corev1.ProtocolTCP)), Port: p.Port, EndPort: p.EndPort})
 	}
 	return peers, ports
+}
+
+// Property 1b: a second guarded WorkloadIsolation over the same pods
+// cannot open them. Both guard policies are rendered for a shared target
+// (they pass their declared peers on and allow nothing); the second one
+// declares every source and destination and comes before or after the
+// first. Its NetworkPolicies are absent, as the admission guard refuses
+// them, and no tenant policy is added: np-guard must still let the target
+// exchange traffic exactly as the first WorkloadIsolation declares.
+func TestSharedTargetGuardsOpenNothing(t *testing.T) {
+	seed, cases := settings(t)
+	cases = max(cases/4, 1)
+	start := time.Now()
+	var checked int
+	for i := range cases {
+		r := rand.New(rand.NewPCG(seed, uint64(i)))
+		s := generate(t, r, false)
+		guard, err := adminpolicy.ANP(s.in, guardPriority, true)
+		if err != nil {
+			t.Fatalf("seed %d case %d: %v", seed, i, err)
+		}
+		wide := *s.in
+		wide.Name, wide.UID = "wide-open", "wide-open-uid"
+		wide.Ingress = []intent.Rule{{Name: "everyone"}}
+		if wide.Egress != nil {
+			wide.Egress = &intent.Egress{Rules: []intent.Rule{{Name: "everywhere"}}}
+		}
+		other, err := adminpolicy.ANP(&wide, guardPriority+int32(2*r.IntN(2)-1), true)
+		if err != nil {
+			t.Fatalf("seed %d case %d: %v", seed, i, err)
+		}
+		base := append(s.clusterObjects(), networkPolicyObjects(policy.NetworkPolicies(s.in))...)
+		flows := s.flows()
+		got, err := engine.allowed(append(base[:len(base):len(base)], guard, other), queries(flows))
+		if err != nil {
+			t.Fatalf("seed %d case %d: %v", seed, i, err)
+		}
+		open, err := engine.allowed(append(base[:len(base):len(base)], s.openANP()), queries(flows))
+		if err != nil {
+			t.Fatalf("seed %d case %d: %v", seed, i, err)
+		}
+		for j, f := range flows {
+			checked++
+			if want := s.declared(f.src, f.dst, f.port) && open[j]; got[j] != want {
+				t.Fatalf("seed %d case %d (replay: ADMIN_ORACLE_SEED=%d): %s: np-guard allows=%v, want %v\nspec: %+v",
+					seed, i, seed, f, got[j], want, s.wi.Spec)
+			}
+		}
+	}
+	t.Logf("%d scenarios, %d connections checked against np-guard with a second, wide-open guarded isolation over the same pods, 0 disagreements, %s",
+		cases, checked, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("admin oracle property 1b: %d scenarios, %d connections, a second wide-open guard over the same pods, 0 disagreements\n", cases, checked)
 }

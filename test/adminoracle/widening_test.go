@@ -40,7 +40,7 @@ func generateAdmin(t *testing.T, r *rand.Rand) *adminScenario {
 		s.tenant = tenantPolicies(r, s.scenario)
 	}
 	if r.IntN(5) > 0 {
-		g, err := adminpolicy.ANP(s.in, guardPriority)
+		g, err := adminpolicy.ANP(s.in, guardPriority, false)
 		if err != nil {
 			t.Fatal(err)
 		}
