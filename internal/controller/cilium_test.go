@@ -106,6 +106,16 @@ func (cc *ciliumCluster) namespace(ctx context.Context, name string) string {
 	return name
 }
 
+// updateSpec changes wi's spec on its latest version, again when the
+// operator's status write got in between.
+func (cc *ciliumCluster) updateSpec(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation, change func(*isolationv1alpha1.WorkloadIsolation)) {
+	Eventually(func() error {
+		current := cc.isolation(ctx, wi)()
+		change(current)
+		return cc.c.Update(ctx, current)
+	}, timeout, interval).Should(Succeed())
+}
+
 func egressTo(u *unstructured.Unstructured) []any {
 	egress, _, _ := unstructured.NestedSlice(u.Object, "spec", "egress")
 	return egress
@@ -192,17 +202,17 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}},
 		}
 		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
-		current := cc.isolation(ctx, wi)()
-		current.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "s3", To: []isolationv1alpha1.EgressPeer{{Preset: "minio"}}}}
-		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		cc.updateSpec(ctx, wi, func(current *isolationv1alpha1.WorkloadIsolation) {
+			current.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "s3", To: []isolationv1alpha1.EgressPeer{{Preset: "minio"}}}}
+		})
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonNameConflict))
 		Consistently(cc.dnsHost(ctx, wi.Namespace), "2s", interval).Should(WithTransform(egressTo, Equal(hostDNS)))
 
 		Expect(cc.c.Delete(ctx, foreign)).To(Succeed())
-		current = cc.isolation(ctx, wi)()
-		current.Spec.Egress = []isolationv1alpha1.EgressRule{}
-		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		cc.updateSpec(ctx, wi, func(current *isolationv1alpha1.WorkloadIsolation) {
+			current.Spec.Egress = []isolationv1alpha1.EgressRule{}
+		})
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 	})
@@ -254,9 +264,7 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 	})
 
 	It("removes it when egress is no longer isolated", func() {
-		current := cc.isolation(ctx, wi)()
-		current.Spec.Egress = nil
-		Expect(cc.c.Update(ctx, current)).To(Succeed())
+		cc.updateSpec(ctx, wi, func(current *isolationv1alpha1.WorkloadIsolation) { current.Spec.Egress = nil })
 		Eventually(func() error { _, err := cc.dnsHost(ctx, wi.Namespace)(); return err }, timeout, interval).
 			Should(WithTransform(func(err error) bool { return err != nil && client.IgnoreNotFound(err) == nil }, BeTrue()))
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
