@@ -142,7 +142,7 @@ func ANPSelectsNamespace(p *anpv1alpha1.AdminNetworkPolicy, ns analysis.Object) 
 	return SelectsNamespace(p.Spec.Subject.Namespaces, anpPodsOf(p.Spec.Subject.Pods), ns)
 }
 
-// CNPSelectsNamespace: see ANPSelectsNamespace.
+// CNPSelectsNamespace is SelectsNamespace for a ClusterNetworkPolicy.
 func CNPSelectsNamespace(p *cnpv1alpha2.ClusterNetworkPolicy, ns analysis.Object) bool {
 	return SelectsNamespace(p.Spec.Subject.Namespaces, cnpPodsOf(p.Spec.Subject.Pods), ns)
 }

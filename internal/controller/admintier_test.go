@@ -197,6 +197,40 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 		}, timeout, interval).Should(BeTrue(), "a deleted WorkloadIsolation's AdminNetworkPolicy is removed")
 	})
 
+	It("notices an administrator's Allow that a namespace label brings in, and moves after it", func() {
+		foreign := &anpv1alpha1.AdminNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "allow-scrapers-to-team-x"},
+			Spec: anpv1alpha1.AdminNetworkPolicySpec{
+				Priority: 960,
+				Subject:  anpv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}}},
+				Ingress: []anpv1alpha1.AdminNetworkPolicyIngressRule{{
+					Action: anpv1alpha1.AdminNetworkPolicyRuleActionAllow,
+					From: []anpv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{
+						MatchLabels: map[string]string{"kubernetes.io/metadata.name": "scrapers"}}}},
+				}},
+			},
+		}
+		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(cc.c.Delete(ctx, foreign))).To(Succeed()) })
+		Consistently(cc.isolation(ctx, wi), "1s", interval).Should(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
+		ns := &corev1.Namespace{}
+		Expect(cc.c.Get(ctx, client.ObjectKey{Name: wi.Namespace}, ns)).To(Succeed())
+		ns.Labels["team"] = "x"
+		Expect(cc.c.Update(ctx, ns)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			WithTransform(exposedPolicies, ContainElement("AdminNetworkPolicy/allow-scrapers-to-team-x")),
+		))
+		Eventually(anp(wi), timeout, interval).Should(HaveField("Spec.Priority", int32(961)))
+		delete(ns.Labels, "team")
+		Expect(cc.c.Get(ctx, client.ObjectKey{Name: wi.Namespace}, ns)).To(Succeed())
+		delete(ns.Labels, "team")
+		Expect(cc.c.Update(ctx, ns)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
+	})
+
 	It("allows nothing itself while another guarded isolation may select the same pods", func() {
 		actions := func(p *anpv1alpha1.AdminNetworkPolicy) []string {
 			var out []string

@@ -150,8 +150,9 @@ func (r *WorkloadIsolationReconciler) mapWorkload(kind isolationv1alpha1.Workloa
 }
 
 // mapExposed enqueues, for a namespace created, deleted or relabelled, the
-// WorkloadIsolations it can affect: those that report an exposure, and those
-// whose presetNamespace names it. Whether a policy widens an isolation does
+// WorkloadIsolations it can affect: those that report an exposure, those
+// whose presetNamespace names it, and, where admin-tier policies are
+// served, those of the namespace itself. Whether a policy widens an isolation does
 // not depend on which namespaces exist (namespace selectors are compared by
 // their requirements); only whether a widening is open now or latent does,
 // and only resources with an exposure have one to report. Other resources
@@ -170,6 +171,17 @@ func (r *WorkloadIsolationReconciler) mapExposed(ctx context.Context, ns client.
 			return nil
 		}
 		for _, req := range requests(list.Items, func(isolationv1alpha1.WorkloadIsolation) bool { return true }) {
+			if !seen[req] {
+				seen[req] = true
+				out = append(out, req)
+			}
+		}
+	}
+	if r.admin.served.AdminNetworkPolicy || r.admin.served.ClusterNetworkPolicy {
+		// Admin-tier subjects select namespaces by their labels: which
+		// ones may widen the isolations of this namespace, and which
+		// ones their guard policies must come after, may have changed.
+		for _, req := range mapNamespace(ctx, r.Client, ns.GetName()) {
 			if !seen[req] {
 				seen[req] = true
 				out = append(out, req)
