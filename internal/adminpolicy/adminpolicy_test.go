@@ -290,26 +290,27 @@ func TestManyPeersAreSplitWithinTheAPIBounds(t *testing.T) {
 func TestChoose(t *testing.T) {
 	both := Served{AdminNetworkPolicy: true, ClusterNetworkPolicy: true}
 	for _, c := range []struct {
-		name, version string
-		enforces      bool
+		name, version  string
+		doesNotEnforce bool
 		served        Served
 		want          Kind
 		says          string
 	}{
-		{"canal", "v3.30.2", true, both, AdminNetworkPolicy, "Calico v3.30.2 implements AdminNetworkPolicy"},
-		{"calico", "v3.29.0", true, both, AdminNetworkPolicy, ""},
-		{"calico", "v3.31.5", true, Served{ClusterNetworkPolicy: true}, "", "does not serve it"},
-		{"calico", "v3.32.0", true, both, ClusterNetworkPolicy, ""},
-		{"calico", "v3.28.4", true, both, "", "needs Calico 3.29"},
-		{"calico", "master", true, both, "", "not known"},
-		{"canal", "v3.30.2", false, both, "", "not known to enforce"},
-		{"antrea", "v2.4.0", true, both, ClusterNetworkPolicy, ""},
-		{"flannel+kube-network-policies", "v0.9.0", true, both, ClusterNetworkPolicy, ""},
-		{"flannel+kube-network-policies", "v0.9.0", true, Served{AdminNetworkPolicy: true}, "", "does not serve"},
-		{"cilium", "v1.19.4", true, both, "", "Cilium implements neither"},
-		{"kube-router", "v2.1.0", true, both, "", "not known to implement"},
+		{"canal", "v3.30.2", false, both, AdminNetworkPolicy, "Calico v3.30.2 implements AdminNetworkPolicy"},
+		{"calico", "v3.29.0", false, both, AdminNetworkPolicy, ""},
+		{"calico", "v3.31.5", false, Served{ClusterNetworkPolicy: true}, "", "does not serve it"},
+		{"calico", "v3.32.0", false, both, ClusterNetworkPolicy, ""},
+		{"calico", "v3.32.0", false, Served{ClusterNetworkPolicyOtherVersion: true}, "", "does not serve its v1alpha2"},
+		{"calico", "v3.28.4", false, both, "", "needs Calico 3.29"},
+		{"calico", "master", false, both, "", "not known"},
+		{"canal", "v3.30.2", true, both, "", "does not enforce"},
+		{"antrea", "v2.4.0", false, both, ClusterNetworkPolicy, ""},
+		{"flannel+kube-network-policies", "v0.9.0", false, both, ClusterNetworkPolicy, ""},
+		{"flannel+kube-network-policies", "v0.9.0", false, Served{AdminNetworkPolicy: true}, "", "does not serve"},
+		{"cilium", "v1.19.4", false, both, "", "Cilium implements neither"},
+		{"kube-router", "v2.1.0", false, both, "", "not known to implement"},
 	} {
-		got := Choose(c.name, c.version, c.enforces, c.served)
+		got := Choose(c.name, c.version, c.doesNotEnforce, c.served)
 		if got.Kind != c.want || !strings.Contains(got.Message, c.says) {
 			t.Errorf("%s %s: got %q (%s), want %q containing %q", c.name, c.version, got.Kind, got.Message, c.want, c.says)
 		}

@@ -8,10 +8,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 )
 
-// Served says which admin-tier APIs the cluster serves.
+// Served says which admin-tier APIs the cluster serves in the versions the
+// operator reads and writes (AdminNetworkPolicy v1alpha1,
+// ClusterNetworkPolicy v1alpha2).
 type Served struct {
 	AdminNetworkPolicy   bool
 	ClusterNetworkPolicy bool
+	// ClusterNetworkPolicyOtherVersion is true when ClusterNetworkPolicy is
+	// served, but not in v1alpha2.
+	ClusterNetworkPolicyOtherVersion bool
 }
 
 // Support is the admin-tier API the guard can use on a cluster, or none.
@@ -19,6 +24,10 @@ type Support struct {
 	// Kind is empty when the cluster offers no admin tier the guard can
 	// rely on.
 	Kind Kind
+	// Unusable is true when the CNI implements an admin-tier API the
+	// cluster serves, but not in a version the operator writes: the layer
+	// is offered and not in place.
+	Unusable bool
 	// Message says why, for status.
 	Message string
 }
@@ -32,8 +41,9 @@ var (
 )
 
 // Choose says which admin-tier API the guard uses, given the CNI found
-// (cni.Result's Name, Version and whether it enforces NetworkPolicy) and the
-// APIs served. An API counts only when both its CRD is served and the CNI
+// (cni.Result's Name and Version; doesNotEnforce when it is known not to
+// enforce policies, not when that is unknown, as while its agents roll out)
+// and the APIs served. An API counts only when both its CRD is served and the CNI
 // is one known to implement it:
 //   - Calico (and Canal) 3.29 to 3.31: AdminNetworkPolicy;
 //   - Calico 3.32 and later, Antrea, kube-network-policies:
@@ -41,9 +51,9 @@ var (
 //
 // Cilium up to 1.19 implements neither. Anything not known to implement an
 // API gets none: a policy nothing enforces would be a promise on paper.
-func Choose(cniName, cniVersion string, enforces bool, served Served) Support {
-	if !enforces {
-		return Support{Message: fmt.Sprintf("the CNI (%s) is not known to enforce policies, so no admin-tier policy would be either", cniName)}
+func Choose(cniName, cniVersion string, doesNotEnforce bool, served Served) Support {
+	if doesNotEnforce {
+		return Support{Message: fmt.Sprintf("the CNI (%s) does not enforce policies, so no admin-tier policy would be either", cniName)}
 	}
 	parts := strings.Split(cniName, "+")
 	has := func(name string) bool {
@@ -56,6 +66,9 @@ func Choose(cniName, cniVersion string, enforces bool, served Served) Support {
 	}
 	needs := func(kind Kind, who string) Support {
 		ok := kind == AdminNetworkPolicy && served.AdminNetworkPolicy || kind == ClusterNetworkPolicy && served.ClusterNetworkPolicy
+		if !ok && kind == ClusterNetworkPolicy && served.ClusterNetworkPolicyOtherVersion {
+			return Support{Unusable: true, Message: fmt.Sprintf("%s implements %s, but the cluster does not serve its v1alpha2, which the operator writes", who, kind)}
+		}
 		if !ok {
 			return Support{Message: fmt.Sprintf("%s implements %s, but the cluster does not serve it (policy.networking.k8s.io CRDs not installed)", who, kind)}
 		}

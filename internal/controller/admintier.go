@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -22,6 +23,7 @@ import (
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/cni"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/status"
 )
@@ -53,22 +55,26 @@ type writtenAdmin struct {
 // the start, so that admin-tier policies are never silently left out of
 // the analysis.
 func adminServed(mapper meta.RESTMapper) (adminpolicy.Served, error) {
-	served := func(gvk schema.GroupVersionKind) (bool, error) {
-		_, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	served := func(gk schema.GroupKind, versions ...string) (bool, error) {
+		_, err := mapper.RESTMapping(gk, versions...)
 		switch {
 		case err == nil:
 			return true, nil
 		case meta.IsNoMatchError(err):
 			return false, nil
 		}
-		return false, fmt.Errorf("discovering %s: %w", gvk.Kind, err)
+		return false, fmt.Errorf("discovering %s: %w", gk.Kind, err)
 	}
-	anp, err := served(adminpolicy.ANPGVK)
-	if err != nil {
-		return adminpolicy.Served{}, err
+	var out adminpolicy.Served
+	var err error
+	if out.AdminNetworkPolicy, err = served(adminpolicy.ANPGVK.GroupKind(), adminpolicy.ANPGVK.Version); err != nil {
+		return out, err
 	}
-	cnp, err := served(adminpolicy.CNPGVK)
-	return adminpolicy.Served{AdminNetworkPolicy: anp, ClusterNetworkPolicy: cnp}, err
+	if out.ClusterNetworkPolicy, err = served(adminpolicy.CNPGVK.GroupKind(), adminpolicy.CNPGVK.Version); err != nil || out.ClusterNetworkPolicy {
+		return out, err
+	}
+	out.ClusterNetworkPolicyOtherVersion, err = served(adminpolicy.CNPGVK.GroupKind())
+	return out, err
 }
 
 // adminPolicies lists the cluster's admin-tier policies of the APIs it
@@ -106,7 +112,11 @@ func (r *WorkloadIsolationReconciler) adminSupport(outcome status.Outcome) admin
 	if outcome.CNI == nil {
 		return adminpolicy.Support{Message: "the CNI is not known yet"}
 	}
-	return adminpolicy.Choose(outcome.CNI.Name, outcome.CNI.Version, outcome.CNI.Enforces == "True", r.admin.served)
+	support := adminpolicy.Choose(outcome.CNI.Name, outcome.CNI.Version, outcome.CNI.Enforces == cni.EnforcementFalse, r.admin.served)
+	if support.Kind != "" && outcome.CNI.Enforces != cni.EnforcementTrue {
+		support.Message += " (its enforcement is not confirmed now: see Enforced)"
+	}
+	return support
 }
 
 // pendingAdminLayer is the dataplane layer before syncAdminTier has run:
@@ -115,7 +125,7 @@ func (r *WorkloadIsolationReconciler) adminSupport(outcome status.Outcome) admin
 func (r *WorkloadIsolationReconciler) pendingAdminLayer(outcome status.Outcome) status.DataplaneGuard {
 	support := r.adminSupport(outcome)
 	if support.Kind == "" {
-		return status.DataplaneGuard{State: isolationv1alpha1.GuardLayerUnavailable, Message: support.Message}
+		return status.DataplaneGuard{State: unavailable(support), Message: support.Message}
 	}
 	return status.DataplaneGuard{State: isolationv1alpha1.GuardLayerNotActive,
 		Message: support.Message + "; its policy is not in place yet: the reconcile stopped before writing it (see Ready)"}
@@ -148,16 +158,26 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		r.admin.mu.Lock()
 		delete(r.admin.written, wi.UID)
 		r.admin.mu.Unlock()
-		state := isolationv1alpha1.GuardLayerUnavailable
+		state := unavailable(support)
 		if support.Kind != "" {
 			state = isolationv1alpha1.GuardLayerNotActive // Audit mode
 			support.Message += "; nothing is written in Audit mode"
 		}
 		return adminGuard{layer: status.DataplaneGuard{State: state, Message: support.Message}}, nil
 	}
+	var have client.Object
 	notActive := func(format string, args ...any) (adminGuard, error) {
-		return adminGuard{layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerNotActive,
-			Message: support.Message + "; " + fmt.Sprintf(format, args...)}}, nil
+		layer := status.DataplaneGuard{State: isolationv1alpha1.GuardLayerNotActive, Message: support.Message + "; " + fmt.Sprintf(format, args...)}
+		// A policy of an earlier reconcile must not stay where the new one
+		// could not go (before an administrator's policy, say).
+		if have != nil && adminpolicy.Owns(have.GetName(), have.GetLabels()) {
+			delete(r.admin.written, wi.UID)
+			if err := r.deleteOwnedAdmin(ctx, support.Kind, have.DeepCopyObject().(client.Object)); err != nil {
+				return adminGuard{}, err
+			}
+			layer.Message += "; the policy written before was removed"
+		}
+		return adminGuard{layer: layer}, nil
 	}
 	shared, err := r.sharedGuardedTarget(ctx, wi)
 	if err != nil {
@@ -172,7 +192,6 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 			slot.taken[w.priority] = true
 		}
 	}
-	var have client.Object
 	switch support.Kind {
 	case adminpolicy.AdminNetworkPolicy:
 		for i := range anps {
@@ -194,7 +213,7 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		}
 	}
 	if have != nil && !adminpolicy.Owns(have.GetName(), have.GetLabels()) {
-		return notActive("%s %s exists and was not created by the operator; it is left untouched", support.Kind, name)
+		return notActive("%s %s exists and was not created by the operator; it is left untouched", support.Kind, name) // notActive leaves it: not owned
 	}
 	priority, ok := r.adminPriorities().Allocate(slot.current, slot.floor, slot.taken)
 	if !ok {
@@ -219,10 +238,13 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 	}
 	r.admin.written[wi.UID] = writtenAdmin{namespace: wi.Namespace, priority: priority}
 	object := fmt.Sprintf("%s %s, priority %d", support.Kind, name, priority)
-	message := support.Message + "; the target pods exchange traffic with the declared pods and namespaces only, before any NetworkPolicy is consulted"
+	message := support.Message + "; the target pods exchange traffic with the declared pods, namespaces and egress addresses only, before any NetworkPolicy is consulted (ingress from outside the cluster is left to the NetworkPolicies)"
 	if shared != "" {
-		message = support.Message + fmt.Sprintf("; the target pods exchange traffic with no pod or address but the declared ones, "+
-			"which are passed on to the NetworkPolicies: guarded WorkloadIsolation %s may select the same pods, so neither guard policy allows traffic itself", shared)
+		message = support.Message + fmt.Sprintf("; the target pods exchange traffic with no pod or egress address but the declared ones, "+
+			"which are passed on to the NetworkPolicies: guarded WorkloadIsolation %s may select the same pods, so neither guard policy allows traffic itself, and the one that comes first may deny the other's declared peers", shared)
+	}
+	if len(slot.passedBy) > 0 {
+		message += fmt.Sprintf("; traffic that %s %s passes on to the NetworkPolicies before the guard is consulted", support.Kind, strings.Join(slot.passedBy, ", "))
 	}
 	return adminGuard{
 		layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerActive, Object: object, Message: message},
@@ -241,6 +263,8 @@ type adminSlot struct {
 	// taken are the priorities of the operator's other guard policies of
 	// the namespace.
 	taken map[int32]bool
+	// passedBy names the policies before the guard with Pass rules.
+	passedBy []string
 }
 
 func (s *adminSlot) add(p client.Object, priority int32, selectsNamespace bool) {
@@ -249,9 +273,44 @@ func (s *adminSlot) add(p client.Object, priority int32, selectsNamespace bool) 
 		if adminpolicy.OwnerOf(p).Namespace == s.namespace {
 			s.taken[priority] = true
 		}
-	case selectsNamespace && priority > s.floor:
-		s.floor, s.floorBy = priority, p.GetName()
+	case selectsNamespace:
+		if priority > s.floor {
+			s.floor, s.floorBy = priority, p.GetName()
+		}
+		if passes(p) {
+			s.passedBy = append(s.passedBy, p.GetName())
+		}
 	}
+}
+
+// passes reports whether an admin-tier policy has a Pass rule: traffic it
+// matches skips every later admin-tier policy, the guard's included.
+func passes(p client.Object) bool {
+	switch p := p.(type) {
+	case *anpv1alpha1.AdminNetworkPolicy:
+		return slices.ContainsFunc(p.Spec.Ingress, func(r anpv1alpha1.AdminNetworkPolicyIngressRule) bool {
+			return r.Action == anpv1alpha1.AdminNetworkPolicyRuleActionPass
+		}) || slices.ContainsFunc(p.Spec.Egress, func(r anpv1alpha1.AdminNetworkPolicyEgressRule) bool {
+			return r.Action == anpv1alpha1.AdminNetworkPolicyRuleActionPass
+		})
+	case *cnpv1alpha2.ClusterNetworkPolicy:
+		return slices.ContainsFunc(p.Spec.Ingress, func(r cnpv1alpha2.ClusterNetworkPolicyIngressRule) bool {
+			return r.Action == cnpv1alpha2.ClusterNetworkPolicyRuleActionPass
+		}) || slices.ContainsFunc(p.Spec.Egress, func(r cnpv1alpha2.ClusterNetworkPolicyEgressRule) bool {
+			return r.Action == cnpv1alpha2.ClusterNetworkPolicyRuleActionPass
+		})
+	}
+	return false
+}
+
+// unavailable is the state of a layer the guard cannot use: NotActive when
+// the cluster offers it in a form the operator cannot write, else
+// Unavailable.
+func unavailable(s adminpolicy.Support) isolationv1alpha1.GuardLayerState {
+	if s.Unusable {
+		return isolationv1alpha1.GuardLayerNotActive
+	}
+	return isolationv1alpha1.GuardLayerUnavailable
 }
 
 // sharedGuardedTarget names another guarded WorkloadIsolation of wi's

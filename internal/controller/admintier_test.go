@@ -60,15 +60,16 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			return out, err
 		}
 	}
-	setCalico := func(image string) {
+	setAgents := func(image string, desired, ready int32) {
 		ds := &appsv1.DaemonSet{}
 		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(calico), ds)).To(Succeed())
 		ds.Spec.Template.Spec.Containers[0].Image = image
 		Expect(cc.c.Update(ctx, ds)).To(Succeed())
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: desired, CurrentNumberScheduled: desired,
+			UpdatedNumberScheduled: desired, NumberReady: ready, NumberAvailable: ready}
 		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
 	}
+	setCalico := func(image string) { setAgents(image, 1, 1) }
 
 	BeforeAll(func() {
 		if _, err := os.Stat(networkPolicyAPICRDs); err != nil {
@@ -184,6 +185,12 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
 			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Message", ContainSubstring("AdminNetworkPolicy allow-scrapers (priority 999) may select this namespace"))),
 		))
+		// The policy written before does not stay ahead of the
+		// administrator's.
+		Eventually(func() bool {
+			_, err := anp(wi)()
+			return apierrors.IsNotFound(err)
+		}, timeout, interval).Should(BeTrue())
 		Expect(cc.c.Delete(ctx, foreign)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
@@ -269,6 +276,22 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive),
 			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("State", isolationv1alpha1.GuardLayerNotActive)),
 		))
+	})
+
+	It("keeps its policy while the CNI's agents roll out", func() {
+		before, err := anp(wi)()
+		Expect(err).NotTo(HaveOccurred())
+		setAgents(calico.Spec.Template.Spec.Containers[0].Image, 3, 2)
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionUnknown, isolationv1alpha1.ReasonAgentsNotReady),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), And(
+				HaveField("State", isolationv1alpha1.GuardLayerActive),
+				HaveField("Message", ContainSubstring("not confirmed now")))),
+		))
+		Consistently(anp(wi), "1s", interval).Should(HaveField("UID", before.UID))
+		setCalico(calico.Spec.Template.Spec.Containers[0].Image)
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 	})
 
 	It("repairs its policy when changed, and restores it when deleted", func() {

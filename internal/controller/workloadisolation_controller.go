@@ -290,6 +290,10 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
+	if r.admin.served.ClusterNetworkPolicyOtherVersion {
+		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
+			"ClusterNetworkPolicies (served only in versions other than v1alpha2, which the operator reads)")
+	}
 	if syncErr != nil {
 		return withTransient(outcome, syncErr)
 	}
