@@ -292,9 +292,9 @@ func TestChoose(t *testing.T) {
 	for _, c := range []struct {
 		name, version  string
 		doesNotEnforce bool
-		served        Served
-		want          Kind
-		says          string
+		served         Served
+		want           Kind
+		says           string
 	}{
 		{"canal", "v3.30.2", false, both, AdminNetworkPolicy, "Calico v3.30.2 implements AdminNetworkPolicy"},
 		{"calico", "v3.29.0", false, both, AdminNetworkPolicy, ""},
