@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -172,8 +171,12 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		// could not go (before an administrator's policy, say).
 		if have != nil && adminpolicy.Owns(have.GetName(), have.GetLabels()) {
 			delete(r.admin.written, wi.UID)
-			if err := r.deleteOwnedAdmin(ctx, support.Kind, have.DeepCopyObject().(client.Object)); err != nil {
-				return adminGuard{}, err
+			obj := have.DeepCopyObject().(client.Object)
+			objUID, rv := obj.GetUID(), obj.GetResourceVersion()
+			if err := r.Delete(ctx, obj, client.Preconditions{UID: &objUID, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil {
+				// A conflict too: the policy changed since it was read; the
+				// reconcile comes back and tries again.
+				return adminGuard{}, fmt.Errorf("deleting %s %s: %w", support.Kind, obj.GetName(), err)
 			}
 			layer.Message += "; the policy written before was removed"
 		}
@@ -244,7 +247,8 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 			"which are passed on to the NetworkPolicies: guarded WorkloadIsolation %s may select the same pods, so neither guard policy allows traffic itself, and the one that comes first may deny the other's declared peers", shared)
 	}
 	if len(slot.passedBy) > 0 {
-		message += fmt.Sprintf("; traffic that %s %s passes on to the NetworkPolicies before the guard is consulted", support.Kind, strings.Join(slot.passedBy, ", "))
+		slices.Sort(slot.passedBy)
+		message += fmt.Sprintf("; traffic that %s %s passes on to the NetworkPolicies before the guard is consulted", support.Kind, status.JoinBounded(slot.passedBy, 5))
 	}
 	return adminGuard{
 		layer: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerActive, Object: object, Message: message},
@@ -274,7 +278,7 @@ func (s *adminSlot) add(p client.Object, priority int32, selectsNamespace bool) 
 			s.taken[priority] = true
 		}
 	case selectsNamespace:
-		if priority > s.floor {
+		if priority > s.floor || priority == s.floor && p.GetName() < s.floorBy {
 			s.floor, s.floorBy = priority, p.GetName()
 		}
 		if passes(p) {

@@ -230,7 +230,6 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			WithTransform(exposedPolicies, ContainElement("AdminNetworkPolicy/allow-scrapers-to-team-x")),
 		))
 		Eventually(anp(wi), timeout, interval).Should(HaveField("Spec.Priority", int32(961)))
-		delete(ns.Labels, "team")
 		Expect(cc.c.Get(ctx, client.ObjectKey{Name: wi.Namespace}, ns)).To(Succeed())
 		delete(ns.Labels, "team")
 		Expect(cc.c.Update(ctx, ns)).To(Succeed())

@@ -26,6 +26,10 @@ const (
 	MaxPolicies = 64
 	// MaxEvidence bounds status.cni.evidence (the CRD allows 4096).
 	MaxEvidence = 4096
+	// MaxGuardMessage bounds status.guard[].message (the CRD allows 2048),
+	// MaxGuardObject status.guard[].object (512).
+	MaxGuardMessage = 2048
+	MaxGuardObject  = 512
 )
 
 // truncate cuts s to at most n bytes, ending in "..." when cut, without

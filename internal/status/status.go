@@ -98,12 +98,13 @@ func (g *GuardState) message() string {
 
 // layers spells the state for status.guard.
 func (g *GuardState) layers() []isolationv1alpha1.GuardLayer {
-	admission := isolationv1alpha1.GuardLayer{Layer: isolationv1alpha1.GuardLayerAdmission, State: isolationv1alpha1.GuardLayerActive, Message: g.Message}
+	admission := isolationv1alpha1.GuardLayer{Layer: isolationv1alpha1.GuardLayerAdmission, State: isolationv1alpha1.GuardLayerActive,
+		Message: truncate(g.Message, MaxGuardMessage)}
 	if !g.Active {
 		admission.State = isolationv1alpha1.GuardLayerNotActive
 	}
 	dataplane := isolationv1alpha1.GuardLayer{Layer: isolationv1alpha1.GuardLayerDataplane, State: g.Dataplane.State,
-		Object: g.Dataplane.Object, Message: g.Dataplane.Message}
+		Object: truncate(g.Dataplane.Object, MaxGuardObject), Message: truncate(g.Dataplane.Message, MaxGuardMessage)}
 	if dataplane.State == "" {
 		dataplane.State = isolationv1alpha1.GuardLayerUnavailable
 	}

@@ -245,3 +245,17 @@ func TestGuardedNeedsEveryLayerTheClusterOffers(t *testing.T) {
 		t.Errorf("without spec.guard, status.guard must go: %+v", st.Guard)
 	}
 }
+
+// TestGuardLayersStayWithinTheCRDBounds: a long message (many policies
+// named, a long API error) must not make the status write fail.
+func TestGuardLayersStayWithinTheCRDBounds(t *testing.T) {
+	long := strings.Repeat("AdminNetworkPolicy a-long-name, ", 200)
+	st := &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Guard: &status.GuardState{Active: true, Message: long,
+		Dataplane: status.DataplaneGuard{State: isolationv1alpha1.GuardLayerActive, Object: long, Message: long}}})
+	for _, l := range st.Guard {
+		if len(l.Message) > status.MaxGuardMessage || len(l.Object) > status.MaxGuardObject {
+			t.Errorf("%s: message %d bytes, object %d bytes", l.Layer, len(l.Message), len(l.Object))
+		}
+	}
+}
