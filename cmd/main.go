@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
@@ -255,6 +256,7 @@ func run(o options) error {
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
 	utilruntime.Must(anpv1alpha1.Install(scheme))
 	utilruntime.Must(cnpv1alpha2.Install(scheme))
+	utilruntime.Must(cnpv1beta1.Install(scheme))
 
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
@@ -98,6 +99,7 @@ func run(name, namespace, kubeconfig, configPath string, w io.Writer) error {
 	utilruntime.Must(isolationv1alpha1.AddToScheme(scheme))
 	utilruntime.Must(anpv1alpha1.Install(scheme))
 	utilruntime.Must(cnpv1alpha2.Install(scheme))
+	utilruntime.Must(cnpv1beta1.Install(scheme))
 	c, err := client.New(restConfig, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
@@ -242,7 +244,24 @@ func readAdminTier(ctx context.Context, c client.Reader, wi *isolationv1alpha1.W
 	if err := list(anps, "AdminNetworkPolicies"); err != nil {
 		return false, err
 	}
-	if err := list(cnps, "ClusterNetworkPolicies"); err != nil {
+	if err := c.List(ctx, cnps); meta.IsNoMatchError(err) {
+		// Served only as v1beta1 (the same schema).
+		beta := &cnpv1beta1.ClusterNetworkPolicyList{}
+		if err := list(beta, "ClusterNetworkPolicies"); err != nil {
+			return false, err
+		}
+		for i := range beta.Items {
+			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&beta.Items[i])
+			if err != nil {
+				return false, err
+			}
+			var p cnpv1alpha2.ClusterNetworkPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u, &p); err != nil {
+				return false, err
+			}
+			cnps.Items = append(cnps.Items, p)
+		}
+	} else if err := list(cnps, "ClusterNetworkPolicies"); err != nil {
 		return false, err
 	}
 	var own *adminpolicy.Guard

@@ -303,7 +303,7 @@ func TestChoose(t *testing.T) {
 		{"calico", "v3.29.0", false, both, AdminNetworkPolicy, ""},
 		{"calico", "v3.31.5", false, Served{ClusterNetworkPolicy: true}, "", "does not serve it"},
 		{"calico", "v3.32.0", false, both, ClusterNetworkPolicy, ""},
-		{"calico", "v3.32.0", false, Served{ClusterNetworkPolicyOtherVersion: true}, "", "does not serve its v1alpha2"},
+		{"calico", "v3.32.0", false, Served{ClusterNetworkPolicyOtherVersion: true}, "", "neither v1alpha2 nor v1beta1"},
 		{"calico", "v3.28.4", false, both, "", "needs Calico 3.29"},
 		{"calico", "master", false, both, "", "not known"},
 		{"canal", "v3.30.2", true, both, "", "does not enforce"},

@@ -15,7 +15,7 @@ type Served struct {
 	AdminNetworkPolicy   bool
 	ClusterNetworkPolicy bool
 	// ClusterNetworkPolicyOtherVersion is true when ClusterNetworkPolicy is
-	// served, but not in v1alpha2.
+	// served, but in neither v1alpha2 nor v1beta1.
 	ClusterNetworkPolicyOtherVersion bool
 }
 
@@ -67,7 +67,7 @@ func Choose(cniName, cniVersion string, doesNotEnforce bool, served Served) Supp
 	needs := func(kind Kind, who string) Support {
 		ok := kind == AdminNetworkPolicy && served.AdminNetworkPolicy || kind == ClusterNetworkPolicy && served.ClusterNetworkPolicy
 		if !ok && kind == ClusterNetworkPolicy && served.ClusterNetworkPolicyOtherVersion {
-			return Support{Unusable: true, Message: fmt.Sprintf("%s implements %s, but the cluster does not serve its v1alpha2, which the operator writes", who, kind)}
+			return Support{Unusable: true, Message: fmt.Sprintf("%s implements %s, but the cluster serves it in neither v1alpha2 nor v1beta1, which the operator writes", who, kind)}
 		}
 		if !ok {
 			return Support{Message: fmt.Sprintf("%s implements %s, but the cluster does not serve it (policy.networking.k8s.io CRDs not installed)", who, kind)}

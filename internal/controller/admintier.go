@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
@@ -42,6 +44,9 @@ type adminTier struct {
 	// written remembers, per WorkloadIsolation UID, the namespace and
 	// priority of the policy last written, until it is removed.
 	written map[types.UID]writtenAdmin
+	// cnpVersion is the ClusterNetworkPolicy version read and written:
+	// v1alpha2 where served, else v1beta1 (the same schema).
+	cnpVersion string
 }
 
 type writtenAdmin struct {
@@ -53,7 +58,7 @@ type writtenAdmin struct {
 // definite "no such kind" counts as not served: a discovery failure fails
 // the start, so that admin-tier policies are never silently left out of
 // the analysis.
-func adminServed(mapper meta.RESTMapper) (adminpolicy.Served, error) {
+func adminServed(mapper meta.RESTMapper) (adminpolicy.Served, string, error) {
 	served := func(gk schema.GroupKind, versions ...string) (bool, error) {
 		_, err := mapper.RESTMapping(gk, versions...)
 		switch {
@@ -67,13 +72,15 @@ func adminServed(mapper meta.RESTMapper) (adminpolicy.Served, error) {
 	var out adminpolicy.Served
 	var err error
 	if out.AdminNetworkPolicy, err = served(adminpolicy.ANPGVK.GroupKind(), adminpolicy.ANPGVK.Version); err != nil {
-		return out, err
+		return out, "", err
 	}
-	if out.ClusterNetworkPolicy, err = served(adminpolicy.CNPGVK.GroupKind(), adminpolicy.CNPGVK.Version); err != nil || out.ClusterNetworkPolicy {
-		return out, err
+	for _, version := range []string{adminpolicy.CNPGVK.Version, cnpv1beta1.GroupVersion.Version} {
+		if out.ClusterNetworkPolicy, err = served(adminpolicy.CNPGVK.GroupKind(), version); err != nil || out.ClusterNetworkPolicy {
+			return out, version, err
+		}
 	}
 	out.ClusterNetworkPolicyOtherVersion, err = served(adminpolicy.CNPGVK.GroupKind())
-	return out, err
+	return out, "", err
 }
 
 // adminPolicies lists the cluster's admin-tier policies of the APIs it
@@ -88,7 +95,20 @@ func (r *WorkloadIsolationReconciler) adminPolicies(ctx context.Context) ([]anpv
 		}
 		anps = list.Items
 	}
-	if r.admin.served.ClusterNetworkPolicy {
+	switch {
+	case r.admin.served.ClusterNetworkPolicy && r.admin.cnpVersion == cnpv1beta1.GroupVersion.Version:
+		list := &cnpv1beta1.ClusterNetworkPolicyList{}
+		if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, nil, fmt.Errorf("listing ClusterNetworkPolicies: %w", err)
+		}
+		for i := range list.Items {
+			var p cnpv1alpha2.ClusterNetworkPolicy
+			if err := convertSchema(&list.Items[i], &p); err != nil {
+				return nil, nil, err
+			}
+			cnps = append(cnps, p)
+		}
+	case r.admin.served.ClusterNetworkPolicy:
 		list := &cnpv1alpha2.ClusterNetworkPolicyList{}
 		if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, nil, fmt.Errorf("listing ClusterNetworkPolicies: %w", err)
@@ -96,6 +116,32 @@ func (r *WorkloadIsolationReconciler) adminPolicies(ctx context.Context) ([]anpv
 		cnps = list.Items
 	}
 	return anps, cnps, nil
+}
+
+// convertSchema copies an object into the same schema of another version
+// (ClusterNetworkPolicy v1alpha2 and v1beta1).
+func convertSchema(in, out runtime.Object) error {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in)
+	if err != nil {
+		return err
+	}
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(u, out)
+}
+
+// inServedVersion returns obj as the cluster serves it: a
+// ClusterNetworkPolicy in the version read and written, as an
+// unstructured object when that is not v1alpha2.
+func (r *WorkloadIsolationReconciler) inServedVersion(obj client.Object) (client.Object, error) {
+	if _, ok := obj.(*cnpv1alpha2.ClusterNetworkPolicy); !ok || r.admin.cnpVersion != cnpv1beta1.GroupVersion.Version {
+		return obj, nil
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	out := &unstructured.Unstructured{Object: u}
+	out.SetGroupVersionKind(schema.GroupVersionKind{Group: cnpv1beta1.GroupName, Version: cnpv1beta1.GroupVersion.Version, Kind: string(adminpolicy.ClusterNetworkPolicy)})
+	return out, nil
 }
 
 // adminGuard is the outcome of syncAdminTier.
@@ -171,12 +217,10 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		// could not go (before an administrator's policy, say).
 		if have != nil && adminpolicy.Owns(have.GetName(), have.GetLabels()) {
 			delete(r.admin.written, wi.UID)
-			obj := have.DeepCopyObject().(client.Object)
-			objUID, rv := obj.GetUID(), obj.GetResourceVersion()
-			if err := r.Delete(ctx, obj, client.Preconditions{UID: &objUID, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil {
+			if err := r.deleteAdminObject(ctx, support.Kind, have); client.IgnoreNotFound(err) != nil {
 				// A conflict too: the policy changed since it was read; the
 				// reconcile comes back and tries again.
-				return adminGuard{}, fmt.Errorf("deleting %s %s: %w", support.Kind, obj.GetName(), err)
+				return adminGuard{}, err
 			}
 			layer.Message += "; the policy written before was removed"
 		}
@@ -394,14 +438,20 @@ func adminUpToDate(have, want client.Object) bool {
 // precondition).
 func (r *WorkloadIsolationReconciler) applyAdmin(ctx context.Context, desired, have client.Object) error {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
+	if have != nil {
+		desired.SetResourceVersion(have.GetResourceVersion())
+	}
+	served, err := r.inServedVersion(desired)
+	if err != nil {
+		return err
+	}
 	if have == nil {
-		if err := r.Create(ctx, desired, client.FieldOwner(FieldOwner)); err != nil {
+		if err := r.Create(ctx, served, client.FieldOwner(FieldOwner)); err != nil {
 			return fmt.Errorf("creating %s %s: %w", kind, desired.GetName(), err)
 		}
 		return nil
 	}
-	desired.SetResourceVersion(have.GetResourceVersion())
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(served)
 	if err != nil {
 		return err
 	}
@@ -440,8 +490,21 @@ func (r *WorkloadIsolationReconciler) deleteAdminPolicy(ctx context.Context, kin
 // deleteOwnedAdmin deletes one of the operator's admin-tier policies, as
 // long as it is the object that was read.
 func (r *WorkloadIsolationReconciler) deleteOwnedAdmin(ctx context.Context, kind adminpolicy.Kind, obj client.Object) error {
+	if err := r.deleteAdminObject(ctx, kind, obj); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(errors.Unwrap(err)) {
+		return err
+	}
+	return nil
+}
+
+// deleteAdminObject deletes an admin-tier policy as read (UID and
+// resourceVersion preconditions), in the version the cluster serves.
+func (r *WorkloadIsolationReconciler) deleteAdminObject(ctx context.Context, kind adminpolicy.Kind, obj client.Object) error {
 	objUID, rv := obj.GetUID(), obj.GetResourceVersion()
-	if err := r.Delete(ctx, obj, client.Preconditions{UID: &objUID, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+	served, err := r.inServedVersion(obj.DeepCopyObject().(client.Object))
+	if err != nil {
+		return err
+	}
+	if err := r.Delete(ctx, served, client.Preconditions{UID: &objUID, ResourceVersion: &rv}); err != nil {
 		return fmt.Errorf("deleting %s %s: %w", kind, obj.GetName(), err)
 	}
 	return nil

@@ -24,18 +24,21 @@ func TestAdminServed(t *testing.T) {
 		return m
 	}
 	v1beta1 := schema.GroupVersionKind{Group: adminpolicy.CNPGVK.Group, Version: "v1beta1", Kind: adminpolicy.CNPGVK.Kind}
+	v1 := schema.GroupVersionKind{Group: adminpolicy.CNPGVK.Group, Version: "v1", Kind: adminpolicy.CNPGVK.Kind}
 	for _, c := range []struct {
-		name   string
-		mapper meta.RESTMapper
-		want   adminpolicy.Served
+		name    string
+		mapper  meta.RESTMapper
+		want    adminpolicy.Served
+		version string
 	}{
-		{"none", mapper(), adminpolicy.Served{}},
-		{"both", mapper(adminpolicy.ANPGVK, adminpolicy.CNPGVK, v1beta1), adminpolicy.Served{AdminNetworkPolicy: true, ClusterNetworkPolicy: true}},
-		{"ClusterNetworkPolicy v1beta1 only", mapper(v1beta1), adminpolicy.Served{ClusterNetworkPolicyOtherVersion: true}},
+		{"none", mapper(), adminpolicy.Served{}, ""},
+		{"both", mapper(adminpolicy.ANPGVK, adminpolicy.CNPGVK, v1beta1), adminpolicy.Served{AdminNetworkPolicy: true, ClusterNetworkPolicy: true}, "v1alpha2"},
+		{"ClusterNetworkPolicy v1beta1 only", mapper(v1beta1), adminpolicy.Served{ClusterNetworkPolicy: true}, "v1beta1"},
+		{"ClusterNetworkPolicy in an unknown version", mapper(v1), adminpolicy.Served{ClusterNetworkPolicyOtherVersion: true}, ""},
 	} {
-		got, err := adminServed(c.mapper)
-		if err != nil || got != c.want {
-			t.Errorf("%s: %+v, %v; want %+v", c.name, got, err, c.want)
+		got, version, err := adminServed(c.mapper)
+		if err != nil || got != c.want || version != c.version {
+			t.Errorf("%s: %+v %q, %v; want %+v %q", c.name, got, version, err, c.want, c.version)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -370,5 +371,82 @@ var _ = Describe("The guard's dataplane layer", Ordered, func() {
 			}, BeTrue()),
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
 		))
+	})
+})
+
+var _ = Describe("The guard's dataplane layer where ClusterNetworkPolicy is served as v1beta1 only", Ordered, func() {
+	ctx := context.Background()
+	var cc *ciliumCluster
+	var wi *isolationv1alpha1.WorkloadIsolation
+	cnp := func(name string) func() (*unstructured.Unstructured, error) {
+		return func() (*unstructured.Unstructured, error) {
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion("policy.networking.k8s.io/v1beta1")
+			u.SetKind("ClusterNetworkPolicy")
+			err := cc.c.Get(ctx, client.ObjectKey{Name: name}, u)
+			return u, err
+		}
+	}
+
+	BeforeAll(func() {
+		fixture, err := os.ReadFile(filepath.Join(networkPolicyAPICRDs, "policy.networking.k8s.io_clusternetworkpolicies.yaml"))
+		if err != nil {
+			Fail("network-policy-api CRD fixtures not found at " + networkPolicyAPICRDs + " (they sit beside the repository as ../shared): " + err.Error())
+		}
+		// The same CRD with v1alpha2 no longer served, as later releases
+		// of the CRD may do.
+		v1alpha2 := "    served: true\n    storage: false\n"
+		Expect(strings.Count(string(fixture), v1alpha2)).To(Equal(1))
+		dir := GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(dir, "clusternetworkpolicies.yaml"),
+			[]byte(strings.Replace(string(fixture), v1alpha2, "    served: false\n    storage: false\n", 1)), 0o600)).To(Succeed())
+		cc = startClusterWithCRDs(dir)
+		DeferCleanup(cc.stop)
+		for _, obj := range guardObjects("v1beta1") {
+			Expect(cc.c.Create(ctx, obj)).To(Succeed())
+		}
+		ds := daemonSet("kube-system", "calico-node", corev1.Container{Name: "calico-node", Image: "quay.io/calico/node:v3.32.0"})
+		Expect(cc.c.Create(ctx, ds)).To(Succeed())
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		wi = seedIsolation(cc.namespace(ctx, "cnp-v1beta1"))
+		wi.Spec.Guard = isolationv1alpha1.GuardEnforce
+		Expect(cc.c.Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: wi.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		})).To(Succeed())
+		Expect(cc.c.Create(ctx, wi)).To(Succeed())
+	})
+
+	It("writes, reads and analyses ClusterNetworkPolicies in v1beta1", func() {
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionGuarded, metav1.ConditionTrue, isolationv1alpha1.ReasonGuardActive),
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources),
+			WithTransform(guardLayer(isolationv1alpha1.GuardLayerDataplane), HaveField("Object", HavePrefix("ClusterNetworkPolicy isolator-"))),
+		))
+		name := "isolator-" + string(cc.isolation(ctx, wi)().UID)
+		own, err := cnp(name)()
+		Expect(err).NotTo(HaveOccurred())
+		tier, _, _ := unstructured.NestedString(own.Object, "spec", "tier")
+		Expect(tier).To(Equal("Admin"))
+		rv := own.GetResourceVersion()
+		Consistently(cnp(name), "1s", interval).Should(WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
+
+		foreign := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "policy.networking.k8s.io/v1beta1", "kind": "ClusterNetworkPolicy",
+			"metadata": map[string]any{"name": "accept-scrapers"},
+			"spec": map[string]any{
+				"tier": "Admin", "priority": int64(5),
+				"subject": map[string]any{"namespaces": map[string]any{}},
+				"ingress": []any{map[string]any{"action": "Accept", "from": []any{map[string]any{
+					"namespaces": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "scrapers"}}}}}},
+			},
+		}}
+		Expect(cc.c.Create(ctx, foreign)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			WithTransform(exposedPolicies, ContainElement("ClusterNetworkPolicy/accept-scrapers")))
+		Expect(cc.c.Delete(ctx, own)).To(Succeed())
+		Eventually(cnp(name), timeout, interval).Should(WithTransform(func(u *unstructured.Unstructured) bool { return u.GetUID() != own.GetUID() }, BeTrue()))
 	})
 })

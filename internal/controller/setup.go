@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
@@ -114,11 +115,11 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// Guarded isolations write an admin-tier policy where the CNI
 	// implements one; every admin-tier policy may widen any isolation.
-	served, err := adminServed(mgr.GetRESTMapper())
+	served, cnpVersion, err := adminServed(mgr.GetRESTMapper())
 	if err != nil {
 		return err
 	}
-	r.admin.served, r.admin.written = served, map[types.UID]writtenAdmin{}
+	r.admin.served, r.admin.cnpVersion, r.admin.written = served, cnpVersion, map[types.UID]writtenAdmin{}
 	// Status updates (which implementations may write often) change
 	// nothing the operator reads.
 	specOrLabels := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
@@ -126,7 +127,10 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if served.AdminNetworkPolicy {
 		b = b.Watches(&anpv1alpha1.AdminNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy), specOrLabels)
 	}
-	if served.ClusterNetworkPolicy {
+	switch {
+	case served.ClusterNetworkPolicy && cnpVersion == cnpv1beta1.GroupVersion.Version:
+		b = b.Watches(&cnpv1beta1.ClusterNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy), specOrLabels)
+	case served.ClusterNetworkPolicy:
 		b = b.Watches(&cnpv1alpha2.ClusterNetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAdminPolicy), specOrLabels)
 	}
 	return b.Named("workloadisolation").

@@ -292,7 +292,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	}
 	if r.admin.served.ClusterNetworkPolicyOtherVersion {
 		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
-			"ClusterNetworkPolicies (served only in versions other than v1alpha2, which the operator reads)")
+			"ClusterNetworkPolicies (served in neither v1alpha2 nor v1beta1, which the operator reads)")
 	}
 	if syncErr != nil {
 		return withTransient(outcome, syncErr)

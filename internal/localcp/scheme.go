@@ -6,6 +6,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
@@ -18,5 +19,6 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(isolationv1alpha1.AddToScheme(s))
 	utilruntime.Must(anpv1alpha1.Install(s))
 	utilruntime.Must(cnpv1alpha2.Install(s))
+	utilruntime.Must(cnpv1beta1.Install(s))
 	return s
 }
