@@ -10,7 +10,7 @@ import (
 
 // Served says which admin-tier APIs the cluster serves in the versions the
 // operator reads and writes (AdminNetworkPolicy v1alpha1,
-// ClusterNetworkPolicy v1alpha2).
+// ClusterNetworkPolicy v1alpha2 or v1beta1).
 type Served struct {
 	AdminNetworkPolicy   bool
 	ClusterNetworkPolicy bool
