@@ -133,4 +133,8 @@ const (
 	// them are ready, or its status does not cover its current spec yet.
 	// Enforced is Unknown, and Ready is False in Enforce mode.
 	ReasonAgentsNotReady = "AgentsNotReady"
+	// ReasonPodsNotManaged: Cilium enforces, but some target pods have no
+	// CiliumEndpoint in state ready with a security identity, so Cilium
+	// does not police them (Enforced=False, naming them).
+	ReasonPodsNotManaged = "PodsNotManagedByCNI"
 )

@@ -35,6 +35,10 @@ var GVK = schema.GroupVersionKind{Group: "cilium.io", Version: "v2", Kind: Kind}
 // never writes but must notice.
 var ClusterwideGVK = schema.GroupVersionKind{Group: "cilium.io", Version: "v2", Kind: "CiliumClusterwideNetworkPolicy"}
 
+// EndpointGVK is CiliumEndpoint's: the agent's record of a pod it manages,
+// named like the pod.
+var EndpointGVK = schema.GroupVersionKind{Group: "cilium.io", Version: "v2", Kind: "CiliumEndpoint"}
+
 // DNSHostName is the name of the CiliumNetworkPolicy that lets the target
 // resolve names through a cache on the node.
 func DNSHostName(owner string) string { return policy.Name(owner, "dns-host") }

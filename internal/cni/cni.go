@@ -125,6 +125,12 @@ type Result struct {
 	Evidence []string
 	// Source is Detected or Configured.
 	Source string
+	// CiliumEndpoints is true when the enforcing component is Cilium and it
+	// maintains CiliumEndpoint objects: which pods it polices can be read
+	// per pod (see CoverageOf). EndpointsNote says why not, when Cilium
+	// enforces without them.
+	CiliumEndpoints bool
+	EndpointsNote   string
 }
 
 // EvidenceString joins the evidence for display.
@@ -139,6 +145,10 @@ type component struct {
 	message  string
 	l7       bool
 	evidence string
+	// endpoints: the component maintains CiliumEndpoints; endpointsNote
+	// says why a Cilium agent does not.
+	endpoints     bool
+	endpointsNote string
 	// enforcer is true for components whose job includes policy
 	// enforcement (even when it is switched off); false for network
 	// providers that never enforce.
@@ -195,6 +205,7 @@ func Classify(f Facts) Result {
 		chosen, r.Enforces = notReadyFirst(comps), EnforcementUnknown
 	}
 	r.Version, r.Reason, r.Message = chosen.version, chosen.reason, chosen.message
+	r.CiliumEndpoints, r.EndpointsNote = chosen.endpoints && r.Enforces == EnforcementTrue, chosen.endpointsNote
 	if r.Version == "" {
 		r.Version = comps[0].version
 	}

@@ -23,13 +23,16 @@ const (
 	ciliumEnablePolicy    = "enable-policy"
 	ciliumPolicyAuditMode = "policy-audit-mode"
 	ciliumEnableL7Proxy   = "enable-l7-proxy"
-	awsPolicyController   = "enable-network-policy-controller"
+	// ciliumDisableEndpointCRD true: the agents maintain no CiliumEndpoint
+	// objects, so coverage cannot be read per pod.
+	ciliumDisableEndpointCRD = "disable-endpoint-crd"
+	awsPolicyController      = "enable-network-policy-controller"
 )
 
 // ConfigMapKeys are, per ConfigMap name, the keys Classify reads: a cache of
 // those ConfigMaps needs to keep no others.
 var ConfigMapKeys = map[string][]string{
-	CiliumConfigMap: {ciliumEnablePolicy, ciliumPolicyAuditMode, ciliumEnableL7Proxy},
+	CiliumConfigMap: {ciliumEnablePolicy, ciliumPolicyAuditMode, ciliumEnableL7Proxy, ciliumDisableEndpointCRD},
 	AWSConfigMap:    {awsPolicyController},
 }
 
@@ -145,6 +148,11 @@ func cilium(ds DaemonSet, agent *Container, cm ConfigMap) component {
 	audit, auditFrom, _ := setting(ciliumPolicyAuditMode)
 	if l7, _, ok := setting(ciliumEnableL7Proxy); ok && !isTrue(l7) {
 		c.l7 = false
+	}
+	c.endpoints = true
+	if v, from, ok := setting(ciliumDisableEndpointCRD); ok && isTrue(v) {
+		c.endpoints = false
+		c.endpointsNote = fmt.Sprintf("Cilium maintains no CiliumEndpoints (%s=%s, %s): which target pods it manages cannot be read, so enforcement rests on its agents", ciliumDisableEndpointCRD, v, from)
 	}
 	switch {
 	case strings.EqualFold(mode, "never"):

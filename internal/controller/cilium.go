@@ -12,9 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
+	"github.com/isolator-dev/isolator/internal/cni"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/status"
@@ -24,6 +28,8 @@ import (
 // Cilium policies are only noticed.
 // +kubebuilder:rbac:groups=cilium.io,resources=ciliumnetworkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=cilium.io,resources=ciliumclusterwidenetworkpolicies,verbs=get;list;watch
+// CiliumEndpoints say which pods Cilium polices.
+// +kubebuilder:rbac:groups=cilium.io,resources=ciliumendpoints,verbs=list;watch
 
 // ciliumServed reports whether the cluster serves CiliumNetworkPolicy.
 func ciliumServed(mapper meta.RESTMapper) bool {
@@ -72,6 +78,53 @@ func (r *WorkloadIsolationReconciler) unanalysedCiliumPolicies(ctx context.Conte
 		}
 	}
 	return out, nil
+}
+
+// endpointsServed reports whether the cluster serves CiliumEndpoint.
+func endpointsServed(mapper meta.RESTMapper) bool {
+	_, err := mapper.RESTMapping(ciliumpolicy.EndpointGVK.GroupKind(), ciliumpolicy.EndpointGVK.Version)
+	return err == nil
+}
+
+// coverage says which of the target pods Cilium polices, from the
+// CiliumEndpoints of the namespace, when the CNI is an enforcing Cilium
+// that maintains them; nil otherwise. Where Cilium should maintain them but
+// the cluster does not serve the CRD, it says so in the CNI verdict it
+// returns (a copy).
+func (r *WorkloadIsolationReconciler) coverage(ctx context.Context, namespace string, pods []analysis.Object, c *cni.Result) (*cni.Coverage, *cni.Result, error) {
+	if c == nil || !c.CiliumEndpoints {
+		return nil, c, nil
+	}
+	if !r.ciliumEndpoints {
+		noted := *c
+		noted.EndpointsNote = "the cluster does not serve CiliumEndpoint, so which target pods Cilium manages cannot be read, and enforcement rests on its agents"
+		return nil, &noted, nil
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(ciliumpolicy.EndpointGVK.GroupVersion().WithKind(ciliumpolicy.EndpointGVK.Kind + "List"))
+	if err := r.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, c, fmt.Errorf("listing CiliumEndpoints: %w", err)
+	}
+	endpoints := make(map[string]cni.Endpoint, len(list.Items))
+	for i := range list.Items {
+		endpoints[list.Items[i].GetName()] = endpointOf(&list.Items[i])
+	}
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	cov := cni.CoverageOf(names, endpoints)
+	return &cov, c, nil
+}
+
+// endpointChanged lets through the CiliumEndpoint events that can change
+// coverage: creation, deletion, and a change of state or security identity.
+func endpointChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*unstructured.Unstructured)
+		cur, okNew := e.ObjectNew.(*unstructured.Unstructured)
+		return !okOld || !okNew || endpointOf(old) != endpointOf(cur)
+	}}
 }
 
 // onCilium reports whether the detected or configured CNI is Cilium.

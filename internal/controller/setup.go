@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -105,6 +106,14 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesMetadata(cnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
 		}))
+		// CiliumEndpoints say which target pods Cilium polices.
+		if r.ciliumEndpoints = endpointsServed(mgr.GetRESTMapper()); r.ciliumEndpoints {
+			cep := &unstructured.Unstructured{}
+			cep.SetGroupVersionKind(ciliumpolicy.EndpointGVK)
+			b = b.Watches(cep, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+				return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
+			}), builder.WithPredicates(endpointChanged()))
+		}
 		if r.clusterwideCilium = clusterwideServed(mgr.GetRESTMapper()); r.clusterwideCilium {
 			ccnp := &metav1.PartialObjectMetadata{}
 			ccnp.SetGroupVersionKind(ciliumpolicy.ClusterwideGVK)

@@ -11,9 +11,12 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
+	"github.com/isolator-dev/isolator/internal/cni"
 )
 
 // slimObjects is the cache's default transform. Every object loses its
@@ -36,8 +39,37 @@ func slimObjects(in any) (any, error) {
 	case *isolationv1alpha1.WorkloadIsolation:
 		slimIsolation(o)
 		return o, nil
+	case *unstructured.Unstructured:
+		if o.GroupVersionKind() == ciliumpolicy.EndpointGVK {
+			return slimEndpoint(o), nil
+		}
 	}
 	return stripManagedFields(in)
+}
+
+// slimEndpoint keeps of a CiliumEndpoint its identity, state and security
+// identity: what coverage reads.
+func slimEndpoint(u *unstructured.Unstructured) *unstructured.Unstructured {
+	out := &unstructured.Unstructured{Object: map[string]any{}}
+	out.SetGroupVersionKind(ciliumpolicy.EndpointGVK)
+	out.SetName(u.GetName())
+	out.SetNamespace(intern(u.GetNamespace()))
+	out.SetUID(u.GetUID())
+	out.SetResourceVersion(u.GetResourceVersion())
+	if state, ok, _ := unstructured.NestedString(u.Object, "status", "state"); ok {
+		_ = unstructured.SetNestedField(out.Object, intern(state), "status", "state")
+	}
+	if id, ok, _ := unstructured.NestedInt64(u.Object, "status", "identity", "id"); ok {
+		_ = unstructured.SetNestedField(out.Object, id, "status", "identity", "id")
+	}
+	return out
+}
+
+// endpointOf reads what coverage needs from a cached CiliumEndpoint.
+func endpointOf(u *unstructured.Unstructured) cni.Endpoint {
+	state, _, _ := unstructured.NestedString(u.Object, "status", "state")
+	id, _, _ := unstructured.NestedInt64(u.Object, "status", "identity", "id")
+	return cni.Endpoint{State: state, Identity: id}
 }
 
 var stripManagedFields = cache.TransformStripManagedFields()

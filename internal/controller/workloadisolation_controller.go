@@ -81,6 +81,8 @@ type WorkloadIsolationReconciler struct {
 	// clusterwideCilium is true when CiliumClusterwideNetworkPolicy is
 	// served too.
 	clusterwideCilium bool
+	// ciliumEndpoints is true when CiliumEndpoint is served.
+	ciliumEndpoints bool
 	// guardAPI is true when the cluster serves ValidatingAdmissionPolicy.
 	guardAPI bool
 
@@ -223,6 +225,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, err)
 	}
 	wi.Status.SelectedPods = int32(len(pods))
+	if outcome.Coverage, outcome.CNI, err = r.coverage(ctx, wi.Namespace, pods, outcome.CNI); err != nil {
+		return withTransient(outcome, err)
+	}
 
 	contested, err := r.contestedNames(ctx, wi)
 	if err != nil {

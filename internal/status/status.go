@@ -41,6 +41,9 @@ type Outcome struct {
 	// CNI is the cluster's CNI as detected or configured; nil when not
 	// known yet (no Enforced condition is set then).
 	CNI *cni.Result
+	// Coverage, when the CNI reports per pod which pods it polices
+	// (Cilium's endpoints), says which target pods it does; nil otherwise.
+	Coverage *cni.Coverage
 	// Isolation is the analysis of all policies of the namespace; nil when
 	// it could not run (Isolated and exposure are left as they were).
 	Isolation *analysis.Report
@@ -274,23 +277,45 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 	if o.CNI == nil {
 		return
 	}
+	status, reason, message := enforcement(o)
 	setCondition(st, metav1.Condition{
 		Type:               isolationv1alpha1.ConditionEnforced,
-		Status:             metav1.ConditionStatus(o.CNI.Enforces),
-		Reason:             o.CNI.Reason,
-		Message:            o.CNI.Message,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
 		ObservedGeneration: o.Generation,
 	})
 }
 
+// enforcement is the Enforced condition: the CNI's verdict, narrowed by
+// the coverage of the target pods where the CNI reports it per pod.
+func enforcement(o Outcome) (metav1.ConditionStatus, string, string) {
+	status, reason, message := metav1.ConditionStatus(o.CNI.Enforces), o.CNI.Reason, o.CNI.Message
+	cov := o.Coverage
+	if cov == nil || o.CNI.Enforces != cni.EnforcementTrue {
+		if o.CNI.Enforces == cni.EnforcementTrue && o.CNI.EndpointsNote != "" {
+			message += "; " + o.CNI.EndpointsNote
+		}
+		return status, reason, message
+	}
+	if len(cov.Unmanaged) > 0 {
+		return metav1.ConditionFalse, isolationv1alpha1.ReasonPodsNotManaged, fmt.Sprintf(
+			"%s: not managed: %s (no CiliumEndpoint in state ready with a security identity: the pod started before the agent, runs on the host network, or the agent does not manage it); Cilium does not police them, whatever the policies say",
+			cov.Summary(), JoinBounded(cov.Unmanaged, 10))
+	}
+	return status, reason, fmt.Sprintf("%s (each with a CiliumEndpoint in state ready and a security identity); %s", cov.Summary(), message)
+}
+
 // notEnforced reports whether policies were written on a CNI known not to
-// enforce them, or whose enforcing agent is installed but not ready on every
-// node: the resource must not look healthy then.
+// enforce them, whose enforcing agent is installed but not ready on every
+// node, or that does not police some target pods: the resource must not
+// look healthy then.
 func notEnforced(o Outcome) bool {
 	if o.CNI == nil || o.Mode == isolationv1alpha1.ModeAudit {
 		return false
 	}
-	return o.CNI.Enforces == cni.EnforcementFalse || o.CNI.Reason == cni.ReasonAgentsNotReady
+	status, reason, _ := enforcement(o)
+	return status == metav1.ConditionFalse || reason == cni.ReasonAgentsNotReady
 }
 
 func setPoliciesApplied(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
@@ -351,10 +376,11 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonGuardNotActive
 		c.Message = "spec.guard is Enforce but the guard is not in place: " + o.Guard.message()
 	case notEnforced(o):
-		c.Status, c.Reason = metav1.ConditionFalse, o.CNI.Reason
-		c.Message = "Policies are applied but not enforced: " + o.CNI.Message
-		if o.CNI.Enforces != cni.EnforcementFalse {
-			c.Message = "Policies are applied but not known to be enforced: " + o.CNI.Message
+		status, reason, message := enforcement(o)
+		c.Status, c.Reason = metav1.ConditionFalse, reason
+		c.Message = "Policies are applied but not enforced: " + message
+		if status != metav1.ConditionFalse {
+			c.Message = "Policies are applied but not known to be enforced: " + message
 		}
 	case notIsolated(st, o) != nil:
 		isolated := notIsolated(st, o)

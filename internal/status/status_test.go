@@ -259,3 +259,34 @@ func TestGuardLayersStayWithinTheCRDBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestEnforcedCountsThePodsCiliumManages: on Cilium with endpoints, a
+// target pod without a ready endpoint makes Enforced and Ready False,
+// naming it; all of them managed keep Enforced True, counted.
+func TestEnforcedCountsThePodsCiliumManages(t *testing.T) {
+	cilium := &cni.Result{Name: "cilium", Enforces: cni.EnforcementTrue, Reason: cni.ReasonEnforcing, Message: "cilium enforces",
+		Source: cni.SourceDetected, CiliumEndpoints: true}
+	outcome := func(c *cni.Coverage) status.Outcome {
+		return status.Outcome{Mode: isolationv1alpha1.ModeEnforce, Policies: 2, CNI: cilium, Isolation: &analysis.Report{}, Coverage: c}
+	}
+	st := &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, outcome(&cni.Coverage{Pods: 3, Unmanaged: []string{"local-ai-2"}}))
+	enforced := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionEnforced)
+	ready := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionReady)
+	if enforced.Status != metav1.ConditionFalse || enforced.Reason != isolationv1alpha1.ReasonPodsNotManaged ||
+		!strings.Contains(enforced.Message, "2/3 target pods managed by Cilium: not managed: local-ai-2") {
+		t.Errorf("Enforced = %+v", enforced)
+	}
+	if ready.Status != metav1.ConditionFalse || ready.Reason != isolationv1alpha1.ReasonPodsNotManaged {
+		t.Errorf("Ready = %+v", ready)
+	}
+	st = &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, outcome(&cni.Coverage{Pods: 3}))
+	enforced = meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionEnforced)
+	if enforced.Status != metav1.ConditionTrue || !strings.HasPrefix(enforced.Message, "3/3 target pods managed by Cilium") {
+		t.Errorf("Enforced = %+v", enforced)
+	}
+	if ready := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionReady); ready.Status != metav1.ConditionTrue {
+		t.Errorf("Ready = %+v", ready)
+	}
+}
