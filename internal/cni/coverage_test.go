@@ -10,15 +10,20 @@ func TestCoverageOf(t *testing.T) {
 	endpoints := map[string]Endpoint{
 		"ready":       {State: "ready", Identity: 51234},
 		"no-identity": {State: "ready"},
+		"init":        {State: "ready", Identity: 5},
 		"waiting":     {State: "waiting-for-identity", Identity: 51234},
 		"regen":       {State: "regenerating", Identity: 51234},
+		"disconnect":  {State: "disconnecting", Identity: 51234},
 	}
-	c := CoverageOf([]string{"ready", "no-identity", "waiting", "regen", "missing"}, endpoints)
-	if c.Pods != 5 || c.Managed() != 1 || !slices.Equal(c.Unmanaged, []string{"missing", "no-identity", "regen", "waiting"}) {
+	c := CoverageOf([]string{"ready", "no-identity", "init", "waiting", "regen", "disconnect", "missing"}, endpoints)
+	if c.Pods != 7 || c.Managed() != 2 || !slices.Equal(c.Unmanaged, []string{"disconnect", "init", "missing", "no-identity", "waiting"}) {
 		t.Errorf("coverage %+v", c)
 	}
-	if c.Summary() != "1/5 target pods managed by Cilium" {
+	if c.Summary() != "2/7 target pods managed by Cilium" {
 		t.Errorf("summary %q", c.Summary())
+	}
+	if w := c.Without([]string{"missing", "init"}); w.Pods != 5 || !slices.Equal(w.Unmanaged, []string{"disconnect", "no-identity", "waiting"}) {
+		t.Errorf("without ended pods: %+v", w)
 	}
 	if none := CoverageOf(nil, endpoints); none.Pods != 0 || len(none.Unmanaged) != 0 {
 		t.Errorf("no pods: %+v", none)

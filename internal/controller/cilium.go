@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/equality"
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -89,20 +90,23 @@ func endpointsServed(mapper meta.RESTMapper) bool {
 // coverage says which of the target pods Cilium polices, from the
 // CiliumEndpoints of the namespace, when the CNI is an enforcing Cilium
 // that maintains them; nil otherwise. Where Cilium should maintain them but
-// the cluster does not serve the CRD, it says so in the CNI verdict it
-// returns (a copy).
+// the operator cannot read them, it says so in the CNI verdict it returns
+// (a copy). Target pods without a usable endpoint are read (a few at most):
+// those that have ended, are being deleted or have no IP yet have no
+// network for a policy to guard, and are left out.
 func (r *WorkloadIsolationReconciler) coverage(ctx context.Context, namespace string, pods []analysis.Object, c *cni.Result) (*cni.Coverage, *cni.Result, error) {
 	if c == nil || !c.CiliumEndpoints {
 		return nil, c, nil
 	}
-	if !r.ciliumEndpoints {
+	if !r.ciliumEndpoints || r.endpoints == nil {
 		noted := *c
-		noted.EndpointsNote = "the cluster does not serve CiliumEndpoint, so which target pods Cilium manages cannot be read, and enforcement rests on its agents"
+		noted.CiliumEndpoints = false
+		noted.EndpointsNote = "CiliumEndpoint was not served when the operator started, so which target pods Cilium manages cannot be read, and enforcement rests on its agents"
 		return nil, &noted, nil
 	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(ciliumpolicy.EndpointGVK.GroupVersion().WithKind(ciliumpolicy.EndpointGVK.Kind + "List"))
-	if err := r.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.endpoints.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, c, fmt.Errorf("listing CiliumEndpoints: %w", err)
 	}
 	endpoints := make(map[string]cni.Endpoint, len(list.Items))
@@ -114,8 +118,31 @@ func (r *WorkloadIsolationReconciler) coverage(ctx context.Context, namespace st
 		names[i] = p.Name
 	}
 	cov := cni.CoverageOf(names, endpoints)
+	if r.APIReader == nil {
+		return &cov, c, nil
+	}
+	var gone []string
+	for _, name := range cov.Unmanaged[:min(len(cov.Unmanaged), unmanagedPodReads)] {
+		pod := &corev1.Pod{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pod)
+		switch {
+		case kerrors.IsNotFound(err):
+			gone = append(gone, name)
+		case err != nil:
+			return nil, c, fmt.Errorf("reading target pod %s: %w", name, err)
+		case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed ||
+			!pod.DeletionTimestamp.IsZero() || pod.Status.PodIP == "" && !pod.Spec.HostNetwork:
+			gone = append(gone, name)
+		}
+	}
+	cov = cov.Without(gone)
 	return &cov, c, nil
 }
+
+// unmanagedPodReads bounds the target pods read per reconcile to tell an
+// ended pod from one Cilium does not police; the others count as not
+// policed (failing closed).
+const unmanagedPodReads = 20
 
 // endpointChanged lets through the CiliumEndpoint events that can change
 // coverage: creation, deletion, and a change of state or security identity.

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -38,6 +39,12 @@ var _ = Describe("Per-pod coverage on Cilium", Ordered, func() {
 		Expect(cc.c.Update(ctx, u)).To(Succeed())
 	}
 
+	// running writes the status the kubelet would for a running pod.
+	running := func(pod *corev1.Pod, ip string) {
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+		Expect(cc.c.Status().Update(ctx, pod)).To(Succeed())
+	}
+
 	BeforeAll(func() {
 		requireCiliumCRDs()
 		cc = startCiliumCluster()
@@ -49,11 +56,13 @@ var _ = Describe("Per-pod coverage on Cilium", Ordered, func() {
 			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
 		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
 		wi = seedIsolation(cc.namespace(ctx, "coverage"))
-		for _, name := range []string{"local-ai-0", "local-ai-1"} {
-			Expect(cc.c.Create(ctx, &corev1.Pod{
+		for i, name := range []string{"local-ai-0", "local-ai-1"} {
+			pod := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: wi.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
-			})).To(Succeed())
+			}
+			Expect(cc.c.Create(ctx, pod)).To(Succeed())
+			running(pod, fmt.Sprintf("10.0.0.%d", i+10))
 		}
 		Expect(cc.c.Create(ctx, wi)).To(Succeed())
 	})
@@ -84,6 +93,20 @@ var _ = Describe("Per-pod coverage on Cilium", Ordered, func() {
 		Expect(cc.c.Delete(ctx, u)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			WithTransform(enforcedMessage, ContainSubstring("not managed: local-ai-0")))
+		// A pod that has ended (evicted) has no network to guard: it is
+		// left out, and the rest count.
+		pod := &corev1.Pod{}
+		Expect(cc.c.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: "local-ai-0"}, pod)).To(Succeed())
+		pod.Status.Phase, pod.Status.Reason = corev1.PodFailed, "Evicted"
+		Expect(cc.c.Status().Update(ctx, pod)).To(Succeed())
+		// The pod's own status change is not an endpoint event; a label
+		// change brings the isolation back as any pod change does.
+		pod.Labels["evicted"] = "true"
+		Expect(cc.c.Update(ctx, pod)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionTrue, isolationv1alpha1.ReasonCNIEnforces),
+			WithTransform(enforcedMessage, HavePrefix("1/1 target pods managed by Cilium")),
+		))
 	})
 
 	It("falls back to the agents where cilium-config disables the endpoint CRD, and says so", func() {

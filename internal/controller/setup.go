@@ -108,6 +108,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))
 		// CiliumEndpoints say which target pods Cilium polices.
 		if r.ciliumEndpoints = endpointsServed(mgr.GetRESTMapper()); r.ciliumEndpoints {
+			r.endpoints = mgr.GetCache()
 			cep := &unstructured.Unstructured{}
 			cep.SetGroupVersionKind(ciliumpolicy.EndpointGVK)
 			b = b.Watches(cep, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {

@@ -81,8 +81,11 @@ type WorkloadIsolationReconciler struct {
 	// clusterwideCilium is true when CiliumClusterwideNetworkPolicy is
 	// served too.
 	clusterwideCilium bool
-	// ciliumEndpoints is true when CiliumEndpoint is served.
+	// ciliumEndpoints is true when CiliumEndpoint is served; endpoints
+	// reads them from the manager's cache (the client would read
+	// unstructured objects from the API server).
 	ciliumEndpoints bool
+	endpoints       client.Reader
 	// guardAPI is true when the cluster serves ValidatingAdmissionPolicy.
 	guardAPI bool
 

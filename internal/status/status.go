@@ -292,6 +292,11 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 func enforcement(o Outcome) (metav1.ConditionStatus, string, string) {
 	status, reason, message := metav1.ConditionStatus(o.CNI.Enforces), o.CNI.Reason, o.CNI.Message
 	cov := o.Coverage
+	if cov == nil && o.CNI.CiliumEndpoints && o.CNI.Enforces == cni.EnforcementTrue {
+		// The reconcile stopped before the endpoints were read.
+		return metav1.ConditionUnknown, isolationv1alpha1.ReasonNotVerified,
+			"Cilium enforces NetworkPolicy, but which target pods it manages was not checked (see Ready)"
+	}
 	if cov == nil || o.CNI.Enforces != cni.EnforcementTrue {
 		if o.CNI.Enforces == cni.EnforcementTrue && o.CNI.EndpointsNote != "" {
 			message += "; " + o.CNI.EndpointsNote
@@ -300,7 +305,7 @@ func enforcement(o Outcome) (metav1.ConditionStatus, string, string) {
 	}
 	if len(cov.Unmanaged) > 0 {
 		return metav1.ConditionFalse, isolationv1alpha1.ReasonPodsNotManaged, fmt.Sprintf(
-			"%s: not managed: %s (no CiliumEndpoint in state ready with a security identity: the pod started before the agent, runs on the host network, or the agent does not manage it); Cilium does not police them, whatever the policies say",
+			"%s: not managed: %s (no CiliumEndpoint in state ready with an allocated security identity: the pod started before the agent, runs on the host network, is still being set up, or the agent does not manage it); Cilium does not police them, whatever the policies say",
 			cov.Summary(), JoinBounded(cov.Unmanaged, 10))
 	}
 	return status, reason, fmt.Sprintf("%s (each with a CiliumEndpoint in state ready and a security identity); %s", cov.Summary(), message)

@@ -290,3 +290,17 @@ func TestEnforcedCountsThePodsCiliumManages(t *testing.T) {
 		t.Errorf("Ready = %+v", ready)
 	}
 }
+
+// TestEnforcedUnknownWhenPodsWereNotChecked: a reconcile that stopped
+// before Cilium's endpoints were read does not report Enforced True.
+func TestEnforcedUnknownWhenPodsWereNotChecked(t *testing.T) {
+	cilium := &cni.Result{Name: "cilium", Enforces: cni.EnforcementTrue, Reason: cni.ReasonEnforcing, Message: "cilium enforces",
+		Source: cni.SourceDetected, CiliumEndpoints: true}
+	st := &isolationv1alpha1.WorkloadIsolationStatus{}
+	status.SetConditions(st, status.Outcome{Mode: isolationv1alpha1.ModeEnforce, CNI: cilium,
+		Failure: &status.Failure{Reason: isolationv1alpha1.ReasonApplyFailed, Message: "listing pods: forbidden"}})
+	enforced := meta.FindStatusCondition(st.Conditions, isolationv1alpha1.ConditionEnforced)
+	if enforced.Status != metav1.ConditionUnknown || enforced.Reason != isolationv1alpha1.ReasonNotVerified {
+		t.Errorf("Enforced = %+v", enforced)
+	}
+}
