@@ -11,12 +11,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	cnpv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	"sigs.k8s.io/yaml"
 
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/analysis"
 	"github.com/isolator-dev/isolator/internal/intent"
 )
@@ -514,6 +516,33 @@ func TestIPv4MappedAddressesAreLeftOut(t *testing.T) {
 			if prefix := netip.MustParsePrefix(string(n)); prefix.Overlaps(v4Mapped) {
 				t.Errorf("%s overlaps the IPv4-mapped range, which the API refuses", n)
 			}
+		}
+	}
+}
+
+func TestSharedTarget(t *testing.T) {
+	wi := func(name string, guarded bool, target *metav1.LabelSelector) isolationv1alpha1.WorkloadIsolation {
+		w := isolationv1alpha1.WorkloadIsolation{}
+		w.Name, w.UID, w.Status.TargetSelector = name, types.UID(name), target
+		if guarded {
+			w.Spec.Guard = isolationv1alpha1.GuardEnforce
+		}
+		return w
+	}
+	self := wi("self", true, sel("app", "localai"))
+	for _, c := range []struct {
+		name     string
+		siblings []isolationv1alpha1.WorkloadIsolation
+		want     string
+	}{
+		{"alone", []isolationv1alpha1.WorkloadIsolation{self}, ""},
+		{"disjoint", []isolationv1alpha1.WorkloadIsolation{self, wi("other", true, sel("app", "gateway"))}, ""},
+		{"overlapping but not guarded", []isolationv1alpha1.WorkloadIsolation{self, wi("other", false, sel("app", "localai"))}, ""},
+		{"overlapping and guarded", []isolationv1alpha1.WorkloadIsolation{self, wi("other", true, sel("tier", "gpu"))}, "other"},
+		{"not resolved yet", []isolationv1alpha1.WorkloadIsolation{self, wi("other", true, nil)}, "other"},
+	} {
+		if got := SharedTarget(&self, c.siblings); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -185,7 +184,8 @@ func (r *WorkloadIsolationReconciler) pendingAdminLayer(outcome status.Outcome) 
 // WorkloadIsolation of the namespace may select the same pods, it passes
 // the declared peers on instead of allowing them.
 func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation, in *intent.Intent,
-	outcome status.Outcome, anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.ClusterNetworkPolicy, ns analysis.Object) (adminGuard, error) {
+	outcome status.Outcome, anps []anpv1alpha1.AdminNetworkPolicy, cnps []cnpv1alpha2.ClusterNetworkPolicy, ns analysis.Object,
+	siblings []isolationv1alpha1.WorkloadIsolation) (adminGuard, error) {
 	if err := r.pruneAdmin(ctx, client.ObjectKeyFromObject(wi), wi.UID, anps, cnps); err != nil {
 		return adminGuard{}, err
 	}
@@ -226,10 +226,7 @@ func (r *WorkloadIsolationReconciler) syncAdminTier(ctx context.Context, wi *iso
 		}
 		return adminGuard{layer: layer}, nil
 	}
-	shared, err := r.sharedGuardedTarget(ctx, wi)
-	if err != nil {
-		return adminGuard{}, err
-	}
+	shared := adminpolicy.SharedTarget(wi, siblings)
 	r.admin.mu.Lock()
 	defer r.admin.mu.Unlock()
 	name := adminpolicy.Name(wi.UID)
@@ -359,39 +356,6 @@ func unavailable(s adminpolicy.Support) isolationv1alpha1.GuardLayerState {
 		return isolationv1alpha1.GuardLayerNotActive
 	}
 	return isolationv1alpha1.GuardLayerUnavailable
-}
-
-// sharedGuardedTarget names another guarded WorkloadIsolation of wi's
-// namespace whose target is not provably disjoint from wi's, or "".
-func (r *WorkloadIsolationReconciler) sharedGuardedTarget(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) (string, error) {
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return "", fmt.Errorf("listing WorkloadIsolations: %w", err)
-	}
-	mine := resolvedTarget(wi)
-	for i := range list.Items {
-		other := &list.Items[i]
-		if other.UID == wi.UID || other.Spec.Guard != isolationv1alpha1.GuardEnforce {
-			continue
-		}
-		theirs := resolvedTarget(other)
-		if mine == nil || theirs == nil || !adminpolicy.Disjoint(*mine, *theirs) {
-			return other.Name, nil
-		}
-	}
-	return "", nil
-}
-
-// resolvedTarget is a WorkloadIsolation's target selector as last resolved,
-// or its podSelector; nil when neither is known.
-func resolvedTarget(wi *isolationv1alpha1.WorkloadIsolation) *metav1.LabelSelector {
-	if wi.Status.TargetSelector != nil {
-		return wi.Status.TargetSelector
-	}
-	if wi.Spec.Target.PodSelector != nil {
-		return wi.Spec.Target.PodSelector.LabelSelector()
-	}
-	return nil
 }
 
 // adminPriorities returns the configured range, or the default.

@@ -232,10 +232,13 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, err)
 	}
 
-	contested, err := r.contestedNames(ctx, wi)
-	if err != nil {
-		return withTransient(outcome, err)
+	// The namespace's WorkloadIsolations, read-only: their generated names
+	// may collide with wi's, and their targets may overlap its guard's.
+	siblings := &isolationv1alpha1.WorkloadIsolationList{}
+	if err := r.List(ctx, siblings, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return withTransient(outcome, fmt.Errorf("listing WorkloadIsolations: %w", err))
 	}
+	contested := policy.Collisions(wi, siblings.Items)
 	written := desired
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		written = nil // Audit writes nothing and removes what Enforce wrote.
@@ -286,7 +289,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
-	admin, err := r.syncAdminTier(ctx, wi, in, outcome, anps, cnps, namespaceObject(namespaces, wi.Namespace))
+	admin, err := r.syncAdminTier(ctx, wi, in, outcome, anps, cnps, namespaceObject(namespaces, wi.Namespace), siblings.Items)
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
@@ -361,16 +364,6 @@ func (r *WorkloadIsolationReconciler) undeclaredPorts(ctx context.Context, wi *i
 	undeclared := policy.UndeclaredPorts(wi, declared)
 	r.portChecks.Store(key, portCheck{generation: wi.Generation, pods: podSet, undeclared: undeclared})
 	return undeclared, nil
-}
-
-// contestedNames returns the generated names of wi that another
-// WorkloadIsolation of the namespace generates too.
-func (r *WorkloadIsolationReconciler) contestedNames(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation) ([]policy.Conflict, error) {
-	list := &isolationv1alpha1.WorkloadIsolationList{}
-	if err := r.List(ctx, list, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing WorkloadIsolations: %w", err)
-	}
-	return policy.Collisions(wi, list.Items), nil
 }
 
 // analyze checks every NetworkPolicy of the namespace (as listed before the
