@@ -530,6 +530,12 @@ func TestSharedTarget(t *testing.T) {
 		return w
 	}
 	self := wi("self", true, sel("app", "localai"))
+	bySpec := wi("other", true, nil)
+	bySpec.Spec.Target.PodSelector = &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"app": "gateway"}}
+	unresolved := wi("self", true, nil)
+	if got := SharedTarget(&unresolved, []isolationv1alpha1.WorkloadIsolation{unresolved, bySpec}); got != "other" {
+		t.Errorf("own target unresolved: %q, want other", got)
+	}
 	for _, c := range []struct {
 		name     string
 		siblings []isolationv1alpha1.WorkloadIsolation
@@ -540,6 +546,7 @@ func TestSharedTarget(t *testing.T) {
 		{"overlapping but not guarded", []isolationv1alpha1.WorkloadIsolation{self, wi("other", false, sel("app", "localai"))}, ""},
 		{"overlapping and guarded", []isolationv1alpha1.WorkloadIsolation{self, wi("other", true, sel("tier", "gpu"))}, "other"},
 		{"not resolved yet", []isolationv1alpha1.WorkloadIsolation{self, wi("other", true, nil)}, "other"},
+		{"disjoint by spec before status", []isolationv1alpha1.WorkloadIsolation{self, bySpec}, ""},
 	} {
 		if got := SharedTarget(&self, c.siblings); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)

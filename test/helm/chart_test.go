@@ -293,6 +293,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"CNI namespace twice", "cniNamespaces: [kube-system, kube-system]\n", "cniNamespaces"},
 		{"lease duration", "leaderElection: {leaseDuration: 15}\n", "leaseDuration"},
 		{"typo in guard", "guard: {enable: true}\n", "enable"},
+		{"guard priorities out of range", "guard: {adminPriorities: 900-1001}\n", "adminPriorities"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,6 +306,10 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 	_, err := render(t, values(t, "replicas: 2\nleaderElection: {enabled: false}\n"))
 	if err == nil || !strings.Contains(err.Error(), "replicas > 1 needs leaderElection.enabled=true") {
 		t.Fatalf("two replicas without leader election must fail clearly, got %v", err)
+	}
+	_, err = render(t, values(t, "guard: {adminPriorities: 999-900}\n"))
+	if err == nil || !strings.Contains(err.Error(), "guard.adminPriorities (999-900): the first priority must not be above the last") {
+		t.Fatalf("a reversed priority range must fail clearly, got %v", err)
 	}
 	_, err = render(t, values(t, "podDisruptionBudget: {enabled: true, minAvailable: 1}\n"))
 	if err == nil || !strings.Contains(err.Error(), "podDisruptionBudget.minAvailable (1) must be below replicas (1)") {
