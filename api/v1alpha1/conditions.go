@@ -133,6 +133,11 @@ const (
 	// them are ready, or its status does not cover its current spec yet.
 	// Enforced is Unknown, and Ready is False in Enforce mode.
 	ReasonAgentsNotReady = "AgentsNotReady"
+	// ReasonHTTPRulesNotEnforced: an ingress rule admits only some HTTP
+	// requests, which the cluster's CNI cannot enforce (not Cilium, Cilium
+	// without its L7 proxy, or CiliumNetworkPolicy not served). The rule
+	// then admits nothing; Enforced and Ready are False.
+	ReasonHTTPRulesNotEnforced = "HTTPRulesNotEnforced"
 	// ReasonPodsNotManaged: Cilium enforces, but some target pods have no
 	// CiliumEndpoint in state ready with a security identity, so Cilium
 	// does not police them (Enforced=False, naming them).

@@ -140,7 +140,10 @@ type WorkloadRef struct {
 }
 
 // IngressRule allows traffic from a set of sources to a set of ports. Each
-// rule becomes one NetworkPolicy named <workloadisolation>-allow-<name>.
+// rule becomes one NetworkPolicy named <workloadisolation>-allow-<name>; a
+// rule with http becomes a CiliumNetworkPolicy named
+// <workloadisolation>-http-<name> instead.
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.ports) && size(self.ports) > 0 && self.ports.all(p, has(p.port) && !has(p.endPort) && (!has(p.protocol) || p.protocol == 'TCP')))",message="http needs ports, each TCP with a port and without endPort"
 type IngressRule struct {
 	// name identifies the rule and names its NetworkPolicy: a DNS label,
 	// unique within ingress.
@@ -165,6 +168,53 @@ type IngressRule struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
 	Ports []Port `json:"ports,omitempty"`
+
+	// http, when set, narrows the rule to these HTTP requests: the sources
+	// may send them and nothing else on the rule's ports (layer 7). It needs
+	// a CNI that enforces HTTP rules (Cilium with its L7 proxy); elsewhere
+	// the rule admits nothing and the Enforced condition says why. It needs
+	// ports, each TCP without endPort.
+	// +optional
+	HTTP *HTTPAllow `json:"http,omitempty"`
+}
+
+// HTTPAllow lists the HTTP requests an ingress rule admits: those of the
+// named presets and those listed.
+// +kubebuilder:validation:XValidation:rule="(has(self.presets) && size(self.presets) > 0) || (has(self.requests) && size(self.requests) > 0)",message="http needs at least one preset or request"
+type HTTPAllow struct {
+	// presets name request sets of the operator's preset catalog, such as
+	// openai-inference (the inference endpoints of OpenAI-compatible APIs).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Presets []string `json:"presets,omitempty"`
+
+	// requests lists further admitted requests.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Requests []HTTPRequest `json:"requests,omitempty"`
+}
+
+// HTTPRequest admits requests with one method (any method when absent) to
+// one exact path. A query string is allowed after the path; the path itself
+// must match exactly, letter for letter (no prefix, no pattern, no
+// decoding of percent escapes).
+type HTTPRequest struct {
+	// method is an HTTP method; absent admits every method.
+	// +optional
+	// +kubebuilder:validation:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+	Method string `json:"method,omitempty"`
+
+	// path is the exact request path, starting with '/', without query
+	// string or fragment.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[-A-Za-z0-9._~!$&'()*+,;=:@%/]*$`
+	Path string `json:"path"`
 }
 
 // EgressRule allows traffic from the target pods to a set of destinations

@@ -88,6 +88,12 @@ func run(o options) error {
 	}
 	defer func() { _ = cp.Stop() }()
 	fmt.Printf("    ready in %s; CRD workloadisolations.isolation.isolator.dev installed\n", time.Since(start).Round(time.Millisecond))
+	if o.cni == "cilium" {
+		if err := ciliumAPI(cp.Config); err != nil {
+			return fmt.Errorf("serving Cilium's API: %w", err)
+		}
+		fmt.Println("    Cilium's API served too: CiliumNetworkPolicy and CiliumEndpoint (schema-less stand-ins of Cilium's CRDs)")
+	}
 
 	step("Starting the operator (%s)", o.manager)
 	logPath := filepath.Join(os.TempDir(), "isolator-demo-manager.log")
@@ -162,6 +168,11 @@ func run(o options) error {
 		return err
 	}
 
+	step("Narrowing ingress-nginx to the inference API (preset openai-inference): no /models/apply, the SSRF path")
+	if err := restrictToInference(ctx, c, cp.Config, wi, o.cni == "cilium", o.timeout); err != nil {
+		return err
+	}
+
 	fmt.Printf("\nDemo succeeded in %s.\n", time.Since(start).Round(time.Second))
 	if o.keep {
 		fmt.Printf("\nThe control plane and the operator keep running. In another shell:\n\n"+
@@ -227,8 +238,9 @@ type cniScene struct {
 }
 
 var cniScenes = map[string]cniScene{
-	"cilium": {"Cilium (KKP's default CNI for user clusters)", func() []client.Object {
-		return []client.Object{ciliumConfig(), cilium()}
+	"cilium": {"Cilium (KKP's default CNI for user clusters) and the agent's CiliumEndpoint of each pod", func() []client.Object {
+		return []client.Object{ciliumConfig(), cilium(),
+			ciliumEndpoint("local-ai", "local-ai-local-ai-0", 48213), ciliumEndpoint("nginx", "nginx-ingress-nginx-controller-0", 20514)}
 	}},
 	"canal": {"Canal (supported by KKP, its default for edge clusters)", func() []client.Object {
 		return []client.Object{canal()}

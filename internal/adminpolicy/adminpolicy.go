@@ -178,6 +178,11 @@ func build(in *intent.Intent, shared bool, lim limits) (model, error) {
 	var m model
 	var passes []rule
 	for _, r := range in.Ingress {
+		if len(r.HTTP) > 0 {
+			// Admitted only by a policy that can say the requests, which
+			// neither API can: denied here, like by the NetworkPolicies.
+			continue
+		}
 		var peers []peer
 		for _, p := range r.Peers {
 			if p.IPBlock == nil {

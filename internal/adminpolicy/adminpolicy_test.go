@@ -553,3 +553,20 @@ func TestSharedTarget(t *testing.T) {
 		}
 	}
 }
+
+// A rule with http admits only some requests, which neither admin-tier API
+// can say: an Allow would admit every request, a Pass would let any
+// NetworkPolicy do so. It is denied like every undeclared source.
+func TestHTTPRulesAreNeitherAllowedNorPassed(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
+		Ingress: []intent.Rule{{Name: "gateway", Peers: []networkingv1.NetworkPolicyPeer{{PodSelector: sel("app", "gw")}},
+			Ports: []networkingv1.NetworkPolicyPort{tcp(8080), named("http")},
+			HTTP:  []isolationv1alpha1.HTTPRequest{{Method: "GET", Path: "/v1/models"}}}}}
+	anp, err := ANP(in, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(anp.Spec.Ingress) != 1 || anp.Spec.Ingress[0].Action != anpv1alpha1.AdminNetworkPolicyRuleActionDeny {
+		t.Errorf("want only the final Deny, got %+v", anp.Spec.Ingress)
+	}
+}

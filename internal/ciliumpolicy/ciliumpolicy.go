@@ -3,12 +3,13 @@
 // the NetworkPolicies of package policy. It writes the few fields it needs as
 // unstructured objects instead of importing Cilium. It is pure.
 //
-// Today that is one thing: on Cilium, the link-local address of NodeLocal
-// DNSCache (169.254.20.10) belongs to the node and so has Cilium's "host"
-// identity, which no NetworkPolicy ipBlock matches unless Cilium was told to
-// exclude the address from its local addresses. A target whose egress is
-// isolated would lose DNS there. DNSHost allows the target to reach the host
-// entity on the DNS ports only.
+// That is two things. Ingress rules with http become policies with HTTP
+// rules (HTTP), which Cilium's L7 proxy enforces. And the link-local address
+// of NodeLocal DNSCache (169.254.20.10) belongs to the node and so has
+// Cilium's "host" identity, which no NetworkPolicy ipBlock matches unless
+// Cilium was told to exclude the address from its local addresses. A target
+// whose egress is isolated would lose DNS there. DNSHost allows the target
+// to reach the host entity on the DNS ports only.
 package ciliumpolicy
 
 import (
@@ -20,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 )
@@ -60,31 +60,14 @@ func DNSHost(in *intent.Intent) (*unstructured.Unstructured, error) {
 		}
 		ports = append(ports, port)
 	}
-	selector := endpointSelector(in.Target)
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{
-			"description":      fmt.Sprintf("Name resolution through the node (NodeLocal DNSCache) for WorkloadIsolation %s, preset %s", in.Name, in.Egress.DNS.Preset),
-			"endpointSelector": selector,
-			"egress": []any{map[string]any{
-				"toEntities": []any{"host"},
-				"toPorts":    []any{map[string]any{"ports": ports}},
-			}},
-		},
-	}}
-	u.SetGroupVersionKind(GVK)
-	u.SetName(DNSHostName(in.Name))
-	u.SetNamespace(in.Namespace)
-	u.SetLabels(map[string]string{
-		policy.LabelManagedBy: policy.ManagedByValue,
-		policy.LabelOwner:     policy.OwnerLabelValue(in.Name),
-		policy.LabelRule:      "dns-host",
-	})
-	controller, block := true, true
-	u.SetOwnerReferences([]metav1.OwnerReference{{
-		APIVersion: isolationv1alpha1.GroupVersion.String(), Kind: "WorkloadIsolation",
-		Name: in.Name, UID: in.UID, Controller: &controller, BlockOwnerDeletion: &block,
-	}})
-	return u, nil
+	return newPolicy(in, DNSHostName(in.Name), "dns-host", map[string]any{
+		"description":      fmt.Sprintf("Name resolution through the node (NodeLocal DNSCache) for WorkloadIsolation %s, preset %s", in.Name, in.Egress.DNS.Preset),
+		"endpointSelector": endpointSelector(in.Target),
+		"egress": []any{map[string]any{
+			"toEntities": []any{"host"},
+			"toPorts":    []any{map[string]any{"ports": ports}},
+		}},
+	}), nil
 }
 
 // ciliumPort converts a NetworkPolicyPort: Cilium takes the port as a

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -154,26 +155,69 @@ func endpointChanged() predicate.Funcs {
 	}}
 }
 
-// onCilium reports whether the detected or configured CNI is Cilium.
+// onCilium reports whether the detected or configured CNI is Cilium and
+// the cluster serves CiliumNetworkPolicy.
 func (r *WorkloadIsolationReconciler) onCilium(outcome status.Outcome) bool {
-	if !r.CiliumPolicies || outcome.CNI == nil {
-		return false
-	}
-	for _, name := range strings.Split(outcome.CNI.Name, "+") {
-		if name == "cilium" {
-			return true
-		}
-	}
-	return false
+	return r.CiliumPolicies && outcome.CNI != nil && isCilium(outcome.CNI.Name)
 }
 
-// ciliumObjects are the Cilium objects wi's intent needs on Cilium.
-func ciliumObjects(in *intent.Intent) ([]*unstructured.Unstructured, error) {
+// isCilium reports whether a CNI name (several joined by "+") names Cilium.
+func isCilium(name string) bool {
+	return slices.Contains(strings.Split(name, "+"), "cilium")
+}
+
+// ciliumObjects are the Cilium objects wi's intent needs on Cilium; l7 says
+// whether Cilium enforces HTTP rules (else the rules with http get none).
+func ciliumObjects(in *intent.Intent, l7 bool) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
 	dns, err := ciliumpolicy.DNSHost(in)
-	if err != nil || dns == nil {
+	if err != nil {
 		return nil, err
 	}
-	return []*unstructured.Unstructured{dns}, nil
+	if dns != nil {
+		out = append(out, dns)
+	}
+	if l7 {
+		http, err := ciliumpolicy.HTTP(in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, http...)
+	}
+	return out, nil
+}
+
+// httpNotEnforced says which of the intent's rules with http the cluster
+// cannot enforce, and why; nil when it can, or there are none.
+func (r *WorkloadIsolationReconciler) httpNotEnforced(in *intent.Intent, outcome status.Outcome) *status.HTTPNotEnforced {
+	rules := in.HTTPRules()
+	if len(rules) == 0 {
+		return nil
+	}
+	out := &status.HTTPNotEnforced{}
+	for _, rule := range rules {
+		out.Rules = append(out.Rules, rule.Name)
+	}
+	switch {
+	case outcome.CNI == nil:
+		out.Why = "no CNI is known to enforce"
+	case !isCilium(outcome.CNI.Name):
+		out.Why = fmt.Sprintf("CNI %s cannot enforce (HTTP rules need Cilium with its L7 proxy)", orUnknown(outcome.CNI.Name))
+	case !r.CiliumPolicies:
+		out.Why = "Cilium cannot enforce here: the cluster did not serve CiliumNetworkPolicy when the operator started"
+	case !outcome.CNI.L7:
+		out.Why = "Cilium cannot enforce here: its L7 proxy is off (enable-l7-proxy) or its agents do not enforce policy"
+	default:
+		return nil
+	}
+	return out
+}
+
+func orUnknown(name string) string {
+	if name == "" {
+		return "unknown"
+	}
+	return name
 }
 
 // syncCilium keeps wi's CiliumNetworkPolicies as desired: it creates the

@@ -104,6 +104,22 @@ type Rule struct {
 	Name  string
 	Peers []networkingv1.NetworkPolicyPeer
 	Ports []networkingv1.NetworkPolicyPort
+	// HTTP, on an ingress rule with spec http, lists the only requests the
+	// rule admits, presets resolved, without repeats, in spec order. A rule
+	// with HTTP is never rendered as a NetworkPolicy: its traffic is
+	// allowed only where the requests can be enforced (see HTTPRules).
+	HTTP []isolationv1alpha1.HTTPRequest
+}
+
+// HTTPRules lists the ingress rules that admit only some HTTP requests.
+func (in *Intent) HTTPRules() []Rule {
+	var out []Rule
+	for _, r := range in.Ingress {
+		if len(r.HTTP) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // FromSpec returns the intent of wi, whose target pods are selected by target
@@ -126,6 +142,12 @@ func FromSpec(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelect
 				return nil, err
 			}
 			r.Peers = append(r.Peers, peers...)
+		}
+		if rule.HTTP != nil {
+			var err error
+			if r.HTTP, err = httpRequests(rule, presets, path); err != nil {
+				return nil, err
+			}
 		}
 		in.Ingress = append(in.Ingress, r)
 	}
@@ -198,6 +220,55 @@ func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path 
 		r.Peers = append(r.Peers, peers...)
 	}
 	return r, nil
+}
+
+// httpRequests resolves an ingress rule's http: the requests of its presets,
+// then its own, each once. The rule's ports must be TCP port numbers or
+// names, as the CRD requires.
+func httpRequests(rule isolationv1alpha1.IngressRule, presets preset.Catalog, path *field.Path) ([]isolationv1alpha1.HTTPRequest, error) {
+	invalid := func(format string, args ...any) error {
+		return &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf(format, args...)}
+	}
+	if len(rule.Ports) == 0 {
+		return nil, invalid("%s: http needs ports, each TCP with a port and without endPort", path.Child("ports"))
+	}
+	for i, p := range rule.Ports {
+		if p.Port == nil || p.EndPort != nil || (p.Protocol != "" && p.Protocol != corev1.ProtocolTCP) {
+			return nil, invalid("%s: http needs ports, each TCP with a port and without endPort", path.Child("ports").Index(i))
+		}
+	}
+	var out []isolationv1alpha1.HTTPRequest
+	seen := map[isolationv1alpha1.HTTPRequest]bool{}
+	add := func(r isolationv1alpha1.HTTPRequest, at *field.Path) error {
+		if errs := preset.ValidateHTTPRequest(r, at); len(errs) > 0 {
+			return &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: errs.ToAggregate()}
+		}
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+		return nil
+	}
+	for i, name := range rule.HTTP.Presets {
+		requests, err := presets.ResolveHTTP(name)
+		if err != nil {
+			return nil, presetError(err)
+		}
+		for _, r := range requests {
+			if err := add(r, path.Child("http", "presets").Index(i)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i, r := range rule.HTTP.Requests {
+		if err := add(r, path.Child("http", "requests").Index(i)); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, invalid("%s: http needs at least one preset or request", path.Child("http"))
+	}
+	return out, nil
 }
 
 func ingressPeers(from isolationv1alpha1.IngressPeer, presets preset.Catalog) ([]networkingv1.NetworkPolicyPeer, error) {

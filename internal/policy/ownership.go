@@ -27,13 +27,16 @@ func Owned(np *networkingv1.NetworkPolicy, owner *isolationv1alpha1.WorkloadIsol
 }
 
 // GeneratedNames returns the names of every policy wi generates, whatever
-// its target resolves to: the default-deny, one per ingress rule and, with
+// its target resolves to: the default-deny, one per ingress rule without
+// http and, with
 // egress, the DNS policy (unless dns is None) and one per egress rule.
 func GeneratedNames(wi *isolationv1alpha1.WorkloadIsolation) []string {
 	names := make([]string, 0, 2+len(wi.Spec.Ingress)+len(wi.Spec.Egress))
 	names = append(names, DefaultDenyName(wi.Name))
 	for _, rule := range wi.Spec.Ingress {
-		names = append(names, AllowName(wi.Name, rule.Name))
+		if rule.HTTP == nil {
+			names = append(names, AllowName(wi.Name, rule.Name))
+		}
 	}
 	if wi.Spec.Egress == nil {
 		return names

@@ -52,7 +52,7 @@ type SpecError = intent.SpecError
 // MaxNameLength is cut and ends in a stable hash of the full name, so distinct
 // inputs keep distinct names and the same input always gives the same name.
 func Name(owner, suffix string) string {
-	return shorten(owner+"-"+suffix, MaxNameLength)
+	return shorten(owner + "-" + suffix)
 }
 
 // DefaultDenyName is the name of the default-deny policy of a WorkloadIsolation.
@@ -68,10 +68,15 @@ func EgressName(owner, rule string) string { return Name(owner, egressPrefix+rul
 // egress is isolated.
 func DNSName(owner string) string { return Name(owner, dnsSuffix) }
 
-// OwnerLabelValue is the value of LabelOwner for a WorkloadIsolation name.
-func OwnerLabelValue(owner string) string { return shorten(owner, MaxNameLength) }
+// RuleLabel is the value of LabelRule for a rule label longer than a label
+// value may be: cut, with a hash suffix, like Name.
+func RuleLabel(s string) string { return shorten(s) }
 
-func shorten(s string, limit int) string {
+// OwnerLabelValue is the value of LabelOwner for a WorkloadIsolation name.
+func OwnerLabelValue(owner string) string { return shorten(owner) }
+
+func shorten(s string) string {
+	const limit = MaxNameLength
 	if len(s) <= limit {
 		return s
 	}
@@ -98,7 +103,7 @@ func Build(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelector,
 
 // NetworkPolicies renders an intent as NetworkPolicies: first the
 // default-deny (policyTypes Ingress, plus Egress when egress is isolated),
-// then one allow policy per ingress rule in spec order, then, when egress is
+// then one allow policy per ingress rule without http in spec order, then, when egress is
 // isolated, the DNS policy and one policy per egress rule in spec order.
 func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 	deny := newPolicy(in, DefaultDenyName(in.Name), defaultDenySuffix)
@@ -107,6 +112,11 @@ func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 	}
 	policies := []networkingv1.NetworkPolicy{deny}
 	for _, rule := range in.Ingress {
+		if len(rule.HTTP) > 0 {
+			// Only a policy that can say the requests may admit this
+			// traffic: an L4 allow would admit every request.
+			continue
+		}
 		np := newPolicy(in, AllowName(in.Name, rule.Name), rule.Name)
 		np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: copyPeers(rule.Peers), Ports: copyPorts(rule.Ports)}}
 		policies = append(policies, np)
@@ -125,7 +135,7 @@ func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 	}
 	for _, rule := range in.Egress.Rules {
 		// A label value is at most 63 characters, like a rule name.
-		egress(EgressName(in.Name, rule.Name), shorten(egressPrefix+rule.Name, MaxNameLength), rule)
+		egress(EgressName(in.Name, rule.Name), shorten(egressPrefix+rule.Name), rule)
 	}
 	return policies
 }

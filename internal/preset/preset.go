@@ -1,6 +1,6 @@
-// Package preset holds named traffic sources ("presets") that a
-// WorkloadIsolation can refer to instead of spelling out selectors. Presets
-// are data: the built-ins are an embedded YAML document, and an administrator
+// Package preset holds named traffic sources, destinations and HTTP request
+// sets ("presets") that a WorkloadIsolation can refer to instead of spelling
+// them out. Presets are data: the built-ins are an embedded YAML document, and an administrator
 // adds or redefines presets in the operator configuration file.
 package preset
 
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -18,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	netutils "k8s.io/utils/net"
 	"sigs.k8s.io/yaml"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 )
 
 // NamespaceNameLabel is the label the API server sets on every namespace to
@@ -41,6 +44,9 @@ type Preset struct {
 	// Ports are the destination ports of To, used by an egress rule whose
 	// only destination is this preset and which lists no ports itself.
 	Ports []networkingv1.NetworkPolicyPort `json:"ports,omitempty"`
+	// HTTP lists HTTP requests, which an ingress rule's http.presets can
+	// admit.
+	HTTP []isolationv1alpha1.HTTPRequest `json:"http,omitempty"`
 }
 
 // Document is the YAML shape of a preset list: {presets: [...]}.
@@ -163,6 +169,19 @@ func (c Catalog) ResolveTo(name, namespace string) ([]networkingv1.NetworkPolicy
 	return peers, ports, nil
 }
 
+// ResolveHTTP returns the HTTP requests of the named preset, a copy the
+// caller may keep.
+func (c Catalog) ResolveHTTP(name string) ([]isolationv1alpha1.HTTPRequest, error) {
+	p, ok := c.byName[name]
+	if !ok {
+		return nil, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.HTTP) > 0 })}
+	}
+	if len(p.HTTP) == 0 {
+		return nil, fmt.Errorf("preset %q lists no HTTP requests: http.presets takes presets with http", name)
+	}
+	return slices.Clone(p.HTTP), nil
+}
+
 func point(name string, list []networkingv1.NetworkPolicyPeer, namespace string) ([]networkingv1.NetworkPolicyPeer, error) {
 	peers := make([]networkingv1.NetworkPolicyPeer, 0, len(list))
 	for _, peer := range list {
@@ -183,8 +202,11 @@ func validate(p Preset, path *field.Path) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Label(p.Name) {
 		errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
 	}
-	if len(p.From) == 0 && len(p.To) == 0 {
-		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer in from (sources) or to (destinations)"))
+	if len(p.From) == 0 && len(p.To) == 0 && len(p.HTTP) == 0 {
+		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer in from (sources) or to (destinations), or requests in http"))
+	}
+	for i, r := range p.HTTP {
+		errs = append(errs, ValidateHTTPRequest(r, path.Child("http").Index(i))...)
 	}
 	for i, peer := range p.From {
 		errs = append(errs, ValidatePeer(peer, path.Child("from").Index(i))...)
@@ -197,6 +219,30 @@ func validate(p Preset, path *field.Path) field.ErrorList {
 	}
 	for i, port := range p.Ports {
 		errs = append(errs, ValidatePort(port, path.Child("ports").Index(i))...)
+	}
+	return errs
+}
+
+// HTTPMethods are the methods an HTTP request may name.
+var HTTPMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// httpPath is the pattern of an exact request path, as in the CRD.
+var httpPath = regexp.MustCompile(`^/[-A-Za-z0-9._~!$&'()*+,;=:@%/]*$`)
+
+// MaxHTTPPath bounds a request path, as in the CRD.
+const MaxHTTPPath = 1024
+
+// ValidateHTTPRequest checks an HTTP request the way the CRD does.
+func ValidateHTTPRequest(r isolationv1alpha1.HTTPRequest, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if r.Method != "" && !slices.Contains(HTTPMethods, r.Method) {
+		errs = append(errs, field.NotSupported(path.Child("method"), r.Method, HTTPMethods))
+	}
+	switch {
+	case len(r.Path) > MaxHTTPPath:
+		errs = append(errs, field.TooLong(path.Child("path"), r.Path, MaxHTTPPath))
+	case !httpPath.MatchString(r.Path):
+		errs = append(errs, field.Invalid(path.Child("path"), r.Path, "must be an exact path starting with '/', without query string, fragment, spaces or control characters"))
 	}
 	return errs
 }

@@ -61,9 +61,28 @@ type Outcome struct {
 	// but that the analysis does not read (Cilium's own, not written by the
 	// operator), as "Kind namespace/name".
 	UnanalysedPolicies []string
+	// HTTPNotEnforced, when ingress rules with http cannot be enforced by
+	// the CNI, names them and says why; those rules admit nothing.
+	HTTPNotEnforced *HTTPNotEnforced
 	// Guard is nil unless spec.guard is Enforce; then it says whether the
 	// admission guard is installed.
 	Guard *GuardState
+}
+
+// HTTPNotEnforced says which ingress rules with http the cluster cannot
+// enforce, and why.
+type HTTPNotEnforced struct {
+	Rules []string
+	Why   string
+}
+
+func (h *HTTPNotEnforced) message() string {
+	if len(h.Rules) == 1 {
+		return fmt.Sprintf("ingress rule %s admits only some HTTP requests, which %s; it admits nothing (its sources are denied, failing closed), the other rules are in place",
+			h.Rules[0], h.Why)
+	}
+	return fmt.Sprintf("ingress rules %s admit only some HTTP requests, which %s; they admit nothing (their sources are denied, failing closed), the other rules are in place",
+		JoinBounded(h.Rules, 10), h.Why)
 }
 
 // GuardState is what the operator found of the guard's layers.
@@ -292,6 +311,9 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 func enforcement(o Outcome) (metav1.ConditionStatus, string, string) {
 	status, reason, message := metav1.ConditionStatus(o.CNI.Enforces), o.CNI.Reason, o.CNI.Message
 	cov := o.Coverage
+	if status != metav1.ConditionFalse && o.HTTPNotEnforced != nil {
+		return metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced, o.HTTPNotEnforced.message()
+	}
 	if cov == nil && o.CNI.CiliumEndpoints && o.CNI.Enforces == cni.EnforcementTrue {
 		// The reconcile stopped before the endpoints were read.
 		return metav1.ConditionUnknown, isolationv1alpha1.ReasonNotVerified,
@@ -387,6 +409,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		if status != metav1.ConditionFalse {
 			c.Message = "Policies are applied but not known to be enforced: " + message
 		}
+	case o.HTTPNotEnforced != nil && o.Mode == isolationv1alpha1.ModeEnforce:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced
+		c.Message = "Policies are applied, but " + o.HTTPNotEnforced.message()
 	case notIsolated(st, o) != nil:
 		isolated := notIsolated(st, o)
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, isolated.Reason, isolated.Message

@@ -304,3 +304,50 @@ func TestEnforcedUnknownWhenPodsWereNotChecked(t *testing.T) {
 		t.Errorf("Enforced = %+v", enforced)
 	}
 }
+
+// HTTP rules the CNI cannot enforce admit nothing: the resource is not
+// Ready, and Enforced says why, unless the CNI already does not enforce.
+func TestHTTPRulesNotEnforcedFailReady(t *testing.T) {
+	enforcing := &cni.Result{Name: "canal", Enforces: cni.EnforcementTrue, Reason: cni.ReasonEnforcing, Message: "m", Source: cni.SourceDetected}
+	notEnforcing := &cni.Result{Name: "flannel", Enforces: cni.EnforcementFalse, Reason: cni.ReasonDoesNotEnforce, Message: "m", Source: cni.SourceDetected}
+	http := &status.HTTPNotEnforced{Rules: []string{"gateway"}, Why: "CNI canal cannot enforce"}
+	tests := []struct {
+		name            string
+		mode            isolationv1alpha1.Mode
+		cni             *cni.Result
+		ready, enforced cond
+	}{
+		{"enforcing CNI without L7", isolationv1alpha1.ModeEnforce, enforcing,
+			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}},
+		{"a CNI that enforces nothing says so first", isolationv1alpha1.ModeEnforce, notEnforcing,
+			cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}},
+		{"Audit mode is Ready, Enforced still says it", isolationv1alpha1.ModeAudit, enforcing,
+			cond{metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}},
+		{"no CNI verdict yet", isolationv1alpha1.ModeEnforce, nil,
+			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}, cond{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &isolationv1alpha1.WorkloadIsolationStatus{}
+			status.SetConditions(st, status.Outcome{Generation: 1, Mode: tt.mode, Policies: 1, CNI: tt.cni, HTTPNotEnforced: http})
+			ready := meta.FindStatusCondition(st.Conditions, "Ready")
+			if ready.Status != tt.ready.status || ready.Reason != tt.ready.reason {
+				t.Errorf("Ready = %s/%s, want %s/%s", ready.Status, ready.Reason, tt.ready.status, tt.ready.reason)
+			}
+			if tt.ready.status == metav1.ConditionFalse && tt.ready.reason == isolationv1alpha1.ReasonHTTPRulesNotEnforced &&
+				!strings.Contains(ready.Message, "gateway") {
+				t.Errorf("Ready message %q does not name the rule", ready.Message)
+			}
+			enforced := meta.FindStatusCondition(st.Conditions, "Enforced")
+			if tt.enforced.status == "" {
+				if enforced != nil {
+					t.Errorf("Enforced = %+v, want absent", enforced)
+				}
+				return
+			}
+			if enforced == nil || enforced.Status != tt.enforced.status || enforced.Reason != tt.enforced.reason {
+				t.Errorf("Enforced = %+v, want %+v", enforced, tt.enforced)
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package controller_test
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+)
+
+// withHTTP narrows wi's first ingress rule to the OpenAI inference preset
+// and one more request.
+func withHTTP(wi *isolationv1alpha1.WorkloadIsolation) {
+	wi.Spec.Ingress[0].HTTP = &isolationv1alpha1.HTTPAllow{
+		Presets:  []string{"openai-inference"},
+		Requests: []isolationv1alpha1.HTTPRequest{{Method: "GET", Path: "/readyz"}},
+	}
+}
+
+// httpRequests lists the HTTP rules of a CiliumNetworkPolicy's first
+// ingress rule as "METHOD path-pattern".
+func httpRequests(u *unstructured.Unstructured) []string {
+	ingress, _, _ := unstructured.NestedSlice(u.Object, "spec", "ingress")
+	if len(ingress) == 0 {
+		return nil
+	}
+	toPorts, _, _ := unstructured.NestedSlice(ingress[0].(map[string]any), "toPorts")
+	if len(toPorts) == 0 {
+		return nil
+	}
+	rules, _, _ := unstructured.NestedSlice(toPorts[0].(map[string]any), "rules", "http")
+	var out []string
+	for _, r := range rules {
+		m := r.(map[string]any)
+		method, _ := m["method"].(string)
+		path, _ := m["path"].(string)
+		out = append(out, method+" "+path)
+	}
+	return out
+}
+
+var _ = Describe("HTTP allow-lists on Cilium", Ordered, func() {
+	ctx := context.Background()
+	var wi *isolationv1alpha1.WorkloadIsolation
+	var cc *ciliumCluster
+	ciliumConfig := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "cilium-config", Namespace: "kube-system"},
+		Data:       map[string]string{"enable-policy": "default"},
+	}
+	cnp := func(name string) func() (*unstructured.Unstructured, error) {
+		return func() (*unstructured.Unstructured, error) {
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion("cilium.io/v2")
+			u.SetKind("CiliumNetworkPolicy")
+			err := cc.c.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: name}, u)
+			return u, err
+		}
+	}
+	notFound := WithTransform(func(err error) bool { return err != nil && client.IgnoreNotFound(err) == nil }, BeTrue())
+	npErr := func(name string) func() error {
+		return func() error {
+			return cc.c.Get(ctx, client.ObjectKey{Namespace: wi.Namespace, Name: name}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"}})
+		}
+	}
+	cnpErr := func(name string) func() error {
+		return func() error { _, err := cnp(name)(); return err }
+	}
+
+	BeforeAll(func() {
+		requireCiliumCRDs()
+		cc = startCiliumCluster()
+		DeferCleanup(cc.stop)
+		Expect(cc.c.Create(ctx, ciliumConfig.DeepCopy())).To(Succeed())
+		ds := daemonSet("kube-system", "cilium",
+			corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
+		Expect(cc.c.Create(ctx, ds)).To(Succeed())
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		wi = seedIsolation(cc.namespace(ctx, "http-cilium"))
+		Expect(cc.c.Create(ctx, wi)).To(Succeed())
+		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(Succeed())
+	})
+
+	It("replaces the rule's NetworkPolicy with a CiliumNetworkPolicy that admits only the listed requests", func() {
+		cc.updateSpec(ctx, wi, withHTTP)
+		Eventually(cnp("local-ai-http-nginx"), timeout, interval).Should(WithTransform(httpRequests, And(
+			ContainElement(`POST ^/v1/chat/completions(\?.*)?$`),
+			ContainElement(`GET ^/v1/models(\?.*)?$`),
+			ContainElement(`GET ^/readyz(\?.*)?$`),
+			Not(ContainElement(ContainSubstring("/models/apply"))),
+			HaveLen(18),
+		)))
+		// An L4 allow of the same sources would admit every request.
+		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(notFound)
+		policy, err := cnp("local-ai-http-nginx")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(metav1.IsControlledBy(policy, cc.isolation(ctx, wi)())).To(BeTrue())
+		ingress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "ingress")
+		Expect(ingress).To(HaveLen(1))
+		Expect(ingress[0]).To(HaveKeyWithValue("fromEndpoints", []any{map[string]any{
+			"matchLabels": map[string]any{
+				"k8s:app.kubernetes.io/name":                                     "ingress-nginx",
+				"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name": "nginx",
+			},
+			"matchExpressions": []any{map[string]any{"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}},
+		}}))
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionTrue, "CNIEnforcesPolicy"),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) []isolationv1alpha1.PolicyReference {
+				return w.Status.Policies
+			},
+				ContainElement(isolationv1alpha1.PolicyReference{Kind: "CiliumNetworkPolicy", Name: "local-ai-http-nginx"})),
+		))
+		// What the API server stores equals what is rendered.
+		rv := policy.GetResourceVersion()
+		Consistently(cnp("local-ai-http-nginx"), settle, interval).Should(
+			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
+	})
+
+	It("repairs a copy widened to every request", func() {
+		policy, err := cnp("local-ai-http-nginx")()
+		Expect(err).NotTo(HaveOccurred())
+		ingress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "ingress")
+		unstructured.RemoveNestedField(ingress[0].(map[string]any), "toPorts")
+		Expect(unstructured.SetNestedSlice(policy.Object, ingress, "spec", "ingress")).To(Succeed())
+		Expect(cc.c.Update(ctx, policy)).To(Succeed())
+		Eventually(cnp("local-ai-http-nginx"), timeout, interval).Should(WithTransform(httpRequests, HaveLen(18)))
+	})
+
+	It("fails closed and says so when Cilium's L7 proxy is off", func() {
+		config := &corev1.ConfigMap{}
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(ciliumConfig), config)).To(Succeed())
+		config.Data["enable-l7-proxy"] = "false"
+		Expect(cc.c.Update(ctx, config)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
+				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionReady).Message
+			}, And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admit nothing"))),
+		))
+		// Neither an HTTP policy the proxy would not enforce nor an L4
+		// allow that would admit every request.
+		Eventually(cnpErr("local-ai-http-nginx"), timeout, interval).Should(notFound)
+		Consistently(npErr("local-ai-allow-nginx"), settle, interval).Should(notFound)
+
+		delete(config.Data, "enable-l7-proxy")
+		Expect(cc.c.Update(ctx, config)).To(Succeed())
+		Eventually(cnpErr("local-ai-http-nginx"), timeout, interval).Should(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+	})
+
+	It("goes back to a NetworkPolicy when http is removed", func() {
+		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].HTTP = nil })
+		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(Succeed())
+		Eventually(cnpErr("local-ai-http-nginx"), timeout, interval).Should(notFound)
+	})
+})
+
+var _ = Describe("HTTP allow-lists without an L7 CNI", func() {
+	ctx := context.Background()
+
+	It("admits nothing for the rule, writes no L4 allow, and keeps Ready False with the reason", func() {
+		wi := seedIsolation(newNamespace(ctx, "http-no-l7"))
+		withHTTP(wi)
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
+			haveCondition(isolationv1alpha1.ConditionPoliciesApplied, metav1.ConditionTrue, isolationv1alpha1.ReasonApplied),
+		))
+		Expect(policyNames(ctx, wi.Namespace)()).To(ConsistOf("local-ai-default-deny"))
+	})
+
+	It("rejects http on a rule without TCP port numbers or names", func() {
+		wi := seedIsolation(newNamespace(ctx, "http-invalid"))
+		withHTTP(wi)
+		wi.Spec.Ingress[0].Ports = nil
+		err := k8sClient.Create(ctx, wi)
+		Expect(err).To(MatchError(ContainSubstring("http needs ports, each TCP with a port and without endPort")))
+	})
+})
