@@ -133,11 +133,12 @@ const (
 	// them are ready, or its status does not cover its current spec yet.
 	// Enforced is Unknown, and Ready is False in Enforce mode.
 	ReasonAgentsNotReady = "AgentsNotReady"
-	// ReasonHTTPRulesNotEnforced: an ingress rule admits only some HTTP
-	// requests, which the cluster's CNI cannot enforce (not Cilium, Cilium
-	// without its L7 proxy, or CiliumNetworkPolicy not served). The rule
-	// then admits nothing; Enforced and Ready are False.
-	ReasonHTTPRulesNotEnforced = "HTTPRulesNotEnforced"
+	// ReasonL7RulesNotEnforced: an ingress rule admits only some HTTP
+	// requests, or an egress rule names hosts, which the cluster's CNI
+	// cannot enforce (not Cilium, Cilium without its L7 proxy, or
+	// CiliumNetworkPolicy not served). Those rules then admit nothing;
+	// Enforced and Ready are False.
+	ReasonL7RulesNotEnforced = "L7RulesNotEnforced"
 	// ReasonPodsNotManaged: Cilium enforces, but some target pods have no
 	// CiliumEndpoint in state ready with a security identity, so Cilium
 	// does not police them (Enforced=False, naming them).

@@ -246,12 +246,11 @@ type EgressRule struct {
 	Ports []Port `json:"ports,omitempty"`
 }
 
-// EgressPeer is one allowed destination: either a named preset, or the
-// fields of a NetworkPolicyPeer with their usual meaning. Host names cannot
-// be expressed in a NetworkPolicy: use an ipBlock for addresses outside the
-// cluster.
-// +kubebuilder:validation:XValidation:rule="has(self.preset) || has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock)",message="each to entry needs one of preset, namespaceSelector, podSelector or ipBlock"
-// +kubebuilder:validation:XValidation:rule="!has(self.preset) || !(has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock))",message="preset cannot be combined with namespaceSelector, podSelector or ipBlock in the same to entry"
+// EgressPeer is one allowed destination: either a named preset, host
+// names, or the fields of a NetworkPolicyPeer with their usual meaning.
+// +kubebuilder:validation:XValidation:rule="has(self.preset) || has(self.hosts) || has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock)",message="each to entry needs one of preset, hosts, namespaceSelector, podSelector or ipBlock"
+// +kubebuilder:validation:XValidation:rule="!has(self.preset) || !(has(self.hosts) || has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock))",message="preset cannot be combined with hosts, namespaceSelector, podSelector or ipBlock in the same to entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.hosts) || !(has(self.namespaceSelector) || has(self.podSelector) || has(self.ipBlock))",message="hosts cannot be combined with namespaceSelector, podSelector or ipBlock in the same to entry"
 // +kubebuilder:validation:XValidation:rule="!has(self.ipBlock) || !(has(self.namespaceSelector) || has(self.podSelector))",message="ipBlock cannot be combined with namespaceSelector or podSelector in the same to entry"
 // +kubebuilder:validation:XValidation:rule="!has(self.presetNamespace) || has(self.preset)",message="presetNamespace is only valid together with preset"
 type EgressPeer struct {
@@ -271,6 +270,20 @@ type EgressPeer struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	PresetNamespace string `json:"presetNamespace,omitempty"`
+
+	// hosts lists destinations by DNS name: exact names (huggingface.co) or
+	// patterns whose first label is '*' (*.hf.co: one more label, any). The
+	// addresses the target pods look up for them are allowed, on the rule's
+	// ports. It needs a CNI that enforces names (Cilium with its L7 proxy,
+	// whose DNS proxy sees the lookups); elsewhere the hosts stay
+	// unreachable and the Enforced condition says why.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Hosts []string `json:"hosts,omitempty"`
 
 	// namespaceSelector selects namespaces by label; {} selects all namespaces.
 	// +optional

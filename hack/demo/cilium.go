@@ -77,7 +77,7 @@ func restrictToInference(ctx context.Context, c client.Client, cfg *rest.Config,
 		return err
 	}
 	if !onCilium {
-		got, err := waitReason(ctx, c, wi, isolationv1alpha1.ConditionReady, isolationv1alpha1.ReasonHTTPRulesNotEnforced, timeout)
+		got, err := waitReason(ctx, c, wi, isolationv1alpha1.ConditionReady, isolationv1alpha1.ReasonL7RulesNotEnforced, timeout)
 		if err != nil {
 			return err
 		}

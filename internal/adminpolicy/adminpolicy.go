@@ -209,6 +209,10 @@ func build(in *intent.Intent, shared bool, lim limits) (model, error) {
 		rules = append(rules[:len(rules):len(rules)], in.Egress.DNS.Rule)
 	}
 	for _, r := range rules {
+		if len(r.Peers) == 0 && len(r.Hosts) > 0 {
+			// Hosts only, which neither API can name: denied here.
+			continue
+		}
 		var selectors []peer
 		var networks netipx.IPSetBuilder
 		hasNetworks := false

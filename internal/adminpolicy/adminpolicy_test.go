@@ -570,3 +570,17 @@ func TestHTTPRulesAreNeitherAllowedNorPassed(t *testing.T) {
 		t.Errorf("want only the final Deny, got %+v", anp.Spec.Ingress)
 	}
 }
+
+// An egress rule that names only hosts has no peers; it must not read as
+// "every destination".
+func TestHostsOnlyEgressRulesAllowNothing(t *testing.T) {
+	in := &intent.Intent{Name: "w", Namespace: "ai", UID: "u", Target: *sel("app", "x"),
+		Egress: &intent.Egress{Rules: []intent.Rule{{Name: "models", Hosts: []string{"hf.co"}, Ports: []networkingv1.NetworkPolicyPort{tcp(443)}}}}}
+	anp, err := ANP(in, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(anp.Spec.Egress) != 1 || anp.Spec.Egress[0].Action != anpv1alpha1.AdminNetworkPolicyRuleActionDeny {
+		t.Errorf("want only the final Deny, got %+v", anp.Spec.Egress)
+	}
+}

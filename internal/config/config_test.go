@@ -29,7 +29,7 @@ presets:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(c.Names(), ","); got != "cluster-dns,ingress-nginx,minio,monitoring,openai-inference" {
+	if got := strings.Join(c.Names(), ","); got != "cluster-dns,huggingface,ingress-nginx,minio,monitoring,openai-inference" {
 		t.Errorf("presets = %s, want the built-in plus the configured one", got)
 	}
 }
@@ -43,7 +43,7 @@ func TestLoadEmptyPathMeansBuiltinsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(c.Names(), ","); got != "cluster-dns,ingress-nginx,minio,openai-inference" {
+	if got := strings.Join(c.Names(), ","); got != "cluster-dns,huggingface,ingress-nginx,minio,openai-inference" {
 		t.Errorf("presets = %s", got)
 	}
 }

@@ -183,30 +183,39 @@ func ciliumObjects(in *intent.Intent, l7 bool) ([]*unstructured.Unstructured, er
 			return nil, err
 		}
 		out = append(out, http...)
+		hosts, err := ciliumpolicy.Hosts(in)
+		if err != nil {
+			return nil, err
+		}
+		if hosts != nil {
+			out = append(out, hosts)
+		}
 	}
 	return out, nil
 }
 
-// httpNotEnforced says which of the intent's rules with http the cluster
-// cannot enforce, and why; nil when it can, or there are none.
-func (r *WorkloadIsolationReconciler) httpNotEnforced(in *intent.Intent, outcome status.Outcome) *status.HTTPNotEnforced {
-	rules := in.HTTPRules()
-	if len(rules) == 0 {
-		return nil
+// l7NotEnforced says which of the intent's rules with http or hosts the
+// cluster cannot enforce, and why; nil when it can, or there are none.
+func (r *WorkloadIsolationReconciler) l7NotEnforced(in *intent.Intent, outcome status.Outcome) *status.L7NotEnforced {
+	out := &status.L7NotEnforced{}
+	for _, rule := range in.HTTPRules() {
+		out.Rules = append(out.Rules, fmt.Sprintf("ingress rule %s (HTTP requests)", rule.Name))
 	}
-	out := &status.HTTPNotEnforced{}
-	for _, rule := range rules {
-		out.Rules = append(out.Rules, rule.Name)
+	for _, rule := range in.HostRules() {
+		out.Rules = append(out.Rules, fmt.Sprintf("egress rule %s (host names)", rule.Name))
+	}
+	if len(out.Rules) == 0 {
+		return nil
 	}
 	switch {
 	case outcome.CNI == nil:
-		out.Why = "no CNI is known to enforce"
+		out.Why = "no known CNI gives"
 	case !isCilium(outcome.CNI.Name):
-		out.Why = fmt.Sprintf("CNI %s cannot enforce (HTTP rules need Cilium with its L7 proxy)", orUnknown(outcome.CNI.Name))
+		out.Why = fmt.Sprintf("CNI %s does not give (only Cilium with its L7 proxy does)", orUnknown(outcome.CNI.Name))
 	case !r.CiliumPolicies:
-		out.Why = "Cilium cannot enforce here: the cluster did not serve CiliumNetworkPolicy when the operator started"
+		out.Why = "Cilium does not give here: CiliumNetworkPolicy was not served when the operator started"
 	case !outcome.CNI.L7:
-		out.Why = "Cilium cannot enforce here: its L7 proxy is off (enable-l7-proxy) or its agents do not enforce policy"
+		out.Why = "Cilium does not give here: its L7 proxy is off (enable-l7-proxy) or its agents do not enforce policy"
 	default:
 		return nil
 	}

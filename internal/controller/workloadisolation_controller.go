@@ -211,11 +211,11 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, err)
 	}
 	desired := policy.NetworkPolicies(in)
-	outcome.HTTPNotEnforced = r.httpNotEnforced(in, outcome)
+	outcome.L7NotEnforced = r.l7NotEnforced(in, outcome)
 	var desiredCilium []*unstructured.Unstructured
 	if r.onCilium(outcome) {
 		var renderErr error
-		if desiredCilium, renderErr = ciliumObjects(in, outcome.HTTPNotEnforced == nil); renderErr != nil {
+		if desiredCilium, renderErr = ciliumObjects(in, outcome.L7NotEnforced == nil); renderErr != nil {
 			// A spec the Cilium renderer cannot say (such as a named DNS
 			// port): report it, write nothing.
 			outcome.Failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Message: renderErr.Error(), Stalled: true}

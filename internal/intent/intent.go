@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -104,11 +105,30 @@ type Rule struct {
 	Name  string
 	Peers []networkingv1.NetworkPolicyPeer
 	Ports []networkingv1.NetworkPolicyPort
+	// Hosts, on an egress rule, lists the destinations named by DNS name
+	// (exact, or "*." and a name), without repeats. A rule's Hosts are
+	// never rendered as NetworkPolicy; a rule with Hosts and no Peers has
+	// no NetworkPolicy at all (see HostRules).
+	Hosts []string
 	// HTTP, on an ingress rule with spec http, lists the only requests the
 	// rule admits, presets resolved, without repeats, in spec order. A rule
 	// with HTTP is never rendered as a NetworkPolicy: its traffic is
 	// allowed only where the requests can be enforced (see HTTPRules).
 	HTTP []isolationv1alpha1.HTTPRequest
+}
+
+// HostRules lists the egress rules that name hosts.
+func (in *Intent) HostRules() []Rule {
+	if in.Egress == nil {
+		return nil
+	}
+	var out []Rule
+	for _, r := range in.Egress.Rules {
+		if len(r.Hosts) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // HTTPRules lists the ingress rules that admit only some HTTP requests.
@@ -163,14 +183,22 @@ func FromSpec(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelect
 		in.Egress.Rules = append(in.Egress.Rules, r)
 	}
 	if name := dnsPreset(wi.Spec.DNS); name != "" {
-		peers, ports, err := presets.ResolveTo(name, "")
+		dest, err := presets.ResolveTo(name, "")
 		if err != nil {
 			return nil, presetError(err)
 		}
-		if err := validatePeers(peers, field.NewPath("spec", "dns")); err != nil {
+		if len(dest.Hosts) > 0 {
+			return nil, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf(
+				"spec.dns: preset %s names hosts, which cannot carry name resolution itself: pick a preset of DNS servers", name)}
+		}
+		if err := validatePeers(dest.Peers, field.NewPath("spec", "dns")); err != nil {
 			return nil, err
 		}
-		in.Egress.DNS = &DNS{Preset: name, Rule: Rule{Name: name, Peers: peers, Ports: ports}}
+		in.Egress.DNS = &DNS{Preset: name, Rule: Rule{Name: name, Peers: dest.Peers, Ports: dest.Ports}}
+	}
+	if len(in.HostRules()) > 0 && in.Egress.DNS == nil {
+		return nil, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf(
+			"spec.dns: egress rules name hosts, which the target pods must look up: dns None leaves them unreachable; drop hosts or keep a DNS preset")}
 	}
 	return in, nil
 }
@@ -192,11 +220,15 @@ func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path 
 	r := Rule{Name: rule.Name, Ports: ports(rule.Ports)}
 	for j, to := range rule.To {
 		var peers []networkingv1.NetworkPolicyPeer
-		if to.Preset != "" {
-			resolved, presetPorts, err := presets.ResolveTo(to.Preset, to.PresetNamespace)
+		var hosts []string
+		switch {
+		case to.Preset != "":
+			dest, err := presets.ResolveTo(to.Preset, to.PresetNamespace)
 			if err != nil {
 				return r, presetError(err)
 			}
+			resolved, presetPorts := dest.Peers, dest.Ports
+			hosts = dest.Hosts
 			// A preset's ports apply when it is the rule's only
 			// destination and the rule lists none. Among other
 			// destinations they could only be dropped (all ports to all
@@ -211,11 +243,21 @@ func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path 
 					path.Child("to").Index(j), to.Preset)}
 			}
 			peers = resolved
-		} else {
+		case len(to.Hosts) > 0:
+			hosts = to.Hosts
+		default:
 			peers = []networkingv1.NetworkPolicyPeer{peer(to.NamespaceSelector, to.PodSelector, to.IPBlock)}
 		}
 		if err := validatePeers(peers, path.Child("to").Index(j)); err != nil {
 			return r, err
+		}
+		for k, h := range hosts {
+			if errs := preset.ValidateHost(h, path.Child("to").Index(j).Child("hosts").Index(k)); len(errs) > 0 {
+				return r, &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: errs.ToAggregate()}
+			}
+			if !slices.Contains(r.Hosts, h) {
+				r.Hosts = append(r.Hosts, h)
+			}
 		}
 		r.Peers = append(r.Peers, peers...)
 	}

@@ -104,7 +104,8 @@ func Build(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelector,
 // NetworkPolicies renders an intent as NetworkPolicies: first the
 // default-deny (policyTypes Ingress, plus Egress when egress is isolated),
 // then one allow policy per ingress rule without http in spec order, then, when egress is
-// isolated, the DNS policy and one policy per egress rule in spec order.
+// isolated, the DNS policy and one policy per egress rule in spec order
+// (with the rule's peers; none for a rule that names only hosts).
 func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 	deny := newPolicy(in, DefaultDenyName(in.Name), defaultDenySuffix)
 	if in.Egress != nil {
@@ -134,6 +135,11 @@ func NetworkPolicies(in *intent.Intent) []networkingv1.NetworkPolicy {
 		egress(DNSName(in.Name), dnsSuffix, dns.Rule)
 	}
 	for _, rule := range in.Egress.Rules {
+		if len(rule.Peers) == 0 && len(rule.Hosts) > 0 {
+			// Hosts only: a NetworkPolicy cannot name them, and one
+			// without peers would allow every destination.
+			continue
+		}
 		// A label value is at most 63 characters, like a rule name.
 		egress(EgressName(in.Name, rule.Name), shorten(egressPrefix+rule.Name), rule)
 	}

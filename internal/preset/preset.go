@@ -11,6 +11,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,8 +42,11 @@ type Preset struct {
 	From []networkingv1.NetworkPolicyPeer `json:"from,omitempty"`
 	// To lists the destinations, with NetworkPolicyPeer semantics.
 	To []networkingv1.NetworkPolicyPeer `json:"to,omitempty"`
-	// Ports are the destination ports of To, used by an egress rule whose
-	// only destination is this preset and which lists no ports itself.
+	// Hosts lists destinations by DNS name, as an egress peer's hosts.
+	Hosts []string `json:"hosts,omitempty"`
+	// Ports are the destination ports of To and Hosts, used by an egress
+	// rule whose only destination is this preset and which lists no ports
+	// itself.
 	Ports []networkingv1.NetworkPolicyPort `json:"ports,omitempty"`
 	// HTTP lists HTTP requests, which an ingress rule's http.presets can
 	// admit.
@@ -148,25 +152,32 @@ func (c Catalog) Resolve(name, namespace string) ([]networkingv1.NetworkPolicyPe
 	return point(name, p.From, namespace)
 }
 
-// ResolveTo returns the destinations (to) of the named preset and its ports,
-// pointed at namespace as Resolve does.
-func (c Catalog) ResolveTo(name, namespace string) ([]networkingv1.NetworkPolicyPeer, []networkingv1.NetworkPolicyPort, error) {
+// Destinations are what an egress preset resolves to.
+type Destinations struct {
+	Peers []networkingv1.NetworkPolicyPeer
+	Hosts []string
+	Ports []networkingv1.NetworkPolicyPort
+}
+
+// ResolveTo returns the destinations (to and hosts) of the named preset and
+// its ports, the peers pointed at namespace as Resolve does.
+func (c Catalog) ResolveTo(name, namespace string) (Destinations, error) {
 	p, ok := c.byName[name]
 	if !ok {
-		return nil, nil, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.To) > 0 })}
+		return Destinations{}, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.To) > 0 || len(p.Hosts) > 0 })}
 	}
-	if len(p.To) == 0 {
-		return nil, nil, fmt.Errorf("preset %q lists sources (from) only: use it in ingress", name)
+	if len(p.To) == 0 && len(p.Hosts) == 0 {
+		return Destinations{}, fmt.Errorf("preset %q lists no destinations (to, hosts): use it where it fits (ingress from, http presets)", name)
 	}
 	peers, err := point(name, p.To, namespace)
 	if err != nil {
-		return nil, nil, err
+		return Destinations{}, err
 	}
 	ports := make([]networkingv1.NetworkPolicyPort, 0, len(p.Ports))
 	for _, port := range p.Ports {
 		ports = append(ports, *port.DeepCopy())
 	}
-	return peers, ports, nil
+	return Destinations{Peers: peers, Hosts: slices.Clone(p.Hosts), Ports: ports}, nil
 }
 
 // ResolveHTTP returns the HTTP requests of the named preset, a copy the
@@ -202,8 +213,11 @@ func validate(p Preset, path *field.Path) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Label(p.Name) {
 		errs = append(errs, field.Invalid(path.Child("name"), p.Name, msg))
 	}
-	if len(p.From) == 0 && len(p.To) == 0 && len(p.HTTP) == 0 {
-		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer in from (sources) or to (destinations), or requests in http"))
+	if len(p.From) == 0 && len(p.To) == 0 && len(p.Hosts) == 0 && len(p.HTTP) == 0 {
+		errs = append(errs, field.Required(path.Child("from"), "a preset needs at least one peer in from (sources) or to (destinations), hosts, or requests in http"))
+	}
+	for i, h := range p.Hosts {
+		errs = append(errs, ValidateHost(h, path.Child("hosts").Index(i))...)
 	}
 	for i, r := range p.HTTP {
 		errs = append(errs, ValidateHTTPRequest(r, path.Child("http").Index(i))...)
@@ -214,13 +228,34 @@ func validate(p Preset, path *field.Path) field.ErrorList {
 	for i, peer := range p.To {
 		errs = append(errs, ValidatePeer(peer, path.Child("to").Index(i))...)
 	}
-	if len(p.Ports) > 0 && len(p.To) == 0 {
-		errs = append(errs, field.Forbidden(path.Child("ports"), "ports apply to the destinations (to), which this preset does not list"))
+	if len(p.Ports) > 0 && len(p.To) == 0 && len(p.Hosts) == 0 {
+		errs = append(errs, field.Forbidden(path.Child("ports"), "ports apply to the destinations (to, hosts), which this preset does not list"))
 	}
 	for i, port := range p.Ports {
 		errs = append(errs, ValidatePort(port, path.Child("ports").Index(i))...)
 	}
 	return errs
+}
+
+// hostName is the pattern of a host name or wildcard pattern, as in the CRD.
+var hostName = regexp.MustCompile(`^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidateHost checks a host name the way the CRD does, and its labels'
+// lengths.
+func ValidateHost(h string, path *field.Path) field.ErrorList {
+	name := strings.TrimPrefix(h, "*.")
+	if len(h) > 253 || !hostName.MatchString(h) {
+		return field.ErrorList{field.Invalid(path, h, "must be a lower-case DNS name, or one whose first label is '*' (*.hf.co)")}
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		return field.ErrorList{field.Invalid(path, h, msg)}
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) > 63 {
+			return field.ErrorList{field.Invalid(path, h, "a DNS label must be at most 63 characters")}
+		}
+	}
+	return nil
 }
 
 // HTTPMethods are the methods an HTTP request may name.

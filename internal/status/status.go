@@ -61,28 +61,34 @@ type Outcome struct {
 	// but that the analysis does not read (Cilium's own, not written by the
 	// operator), as "Kind namespace/name".
 	UnanalysedPolicies []string
-	// HTTPNotEnforced, when ingress rules with http cannot be enforced by
+	// L7NotEnforced, when rules with http or hosts cannot be enforced by
 	// the CNI, names them and says why; those rules admit nothing.
-	HTTPNotEnforced *HTTPNotEnforced
+	L7NotEnforced *L7NotEnforced
 	// Guard is nil unless spec.guard is Enforce; then it says whether the
 	// admission guard is installed.
 	Guard *GuardState
 }
 
-// HTTPNotEnforced says which ingress rules with http the cluster cannot
-// enforce, and why.
-type HTTPNotEnforced struct {
+// L7NotEnforced says which rules need layer-7 enforcement (HTTP requests,
+// host names) that the cluster cannot give, and why.
+type L7NotEnforced struct {
+	// Rules describe the rules, such as "ingress rule nginx (HTTP
+	// requests)".
 	Rules []string
 	Why   string
 }
 
-func (h *HTTPNotEnforced) message() string {
-	if len(h.Rules) == 1 {
-		return fmt.Sprintf("ingress rule %s admits only some HTTP requests, which %s; it admits nothing (its sources are denied, failing closed), the other rules are in place",
-			h.Rules[0], h.Why)
+func (h *L7NotEnforced) message() string {
+	return fmt.Sprintf("%s %s, which %s; %s nothing (failing closed), the other rules are in place",
+		JoinBounded(h.Rules, 10), plural(len(h.Rules), "needs layer-7 enforcement", "need layer-7 enforcement"), h.Why,
+		plural(len(h.Rules), "it admits", "they admit"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
 	}
-	return fmt.Sprintf("ingress rules %s admit only some HTTP requests, which %s; they admit nothing (their sources are denied, failing closed), the other rules are in place",
-		JoinBounded(h.Rules, 10), h.Why)
+	return many
 }
 
 // GuardState is what the operator found of the guard's layers.
@@ -311,8 +317,8 @@ func setEnforced(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 func enforcement(o Outcome) (metav1.ConditionStatus, string, string) {
 	status, reason, message := metav1.ConditionStatus(o.CNI.Enforces), o.CNI.Reason, o.CNI.Message
 	cov := o.Coverage
-	if status != metav1.ConditionFalse && o.HTTPNotEnforced != nil {
-		return metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced, o.HTTPNotEnforced.message()
+	if status != metav1.ConditionFalse && o.L7NotEnforced != nil {
+		return metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced, o.L7NotEnforced.message()
 	}
 	if cov == nil && o.CNI.CiliumEndpoints && o.CNI.Enforces == cni.EnforcementTrue {
 		// The reconcile stopped before the endpoints were read.
@@ -409,9 +415,9 @@ func setReady(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		if status != metav1.ConditionFalse {
 			c.Message = "Policies are applied but not known to be enforced: " + message
 		}
-	case o.HTTPNotEnforced != nil && o.Mode == isolationv1alpha1.ModeEnforce:
-		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced
-		c.Message = "Policies are applied, but " + o.HTTPNotEnforced.message()
+	case o.L7NotEnforced != nil && o.Mode == isolationv1alpha1.ModeEnforce:
+		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced
+		c.Message = "Policies are applied, but " + o.L7NotEnforced.message()
 	case notIsolated(st, o) != nil:
 		isolated := notIsolated(st, o)
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, isolated.Reason, isolated.Message

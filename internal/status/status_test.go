@@ -307,10 +307,10 @@ func TestEnforcedUnknownWhenPodsWereNotChecked(t *testing.T) {
 
 // HTTP rules the CNI cannot enforce admit nothing: the resource is not
 // Ready, and Enforced says why, unless the CNI already does not enforce.
-func TestHTTPRulesNotEnforcedFailReady(t *testing.T) {
+func TestL7RulesNotEnforcedFailReady(t *testing.T) {
 	enforcing := &cni.Result{Name: "canal", Enforces: cni.EnforcementTrue, Reason: cni.ReasonEnforcing, Message: "m", Source: cni.SourceDetected}
 	notEnforcing := &cni.Result{Name: "flannel", Enforces: cni.EnforcementFalse, Reason: cni.ReasonDoesNotEnforce, Message: "m", Source: cni.SourceDetected}
-	http := &status.HTTPNotEnforced{Rules: []string{"gateway"}, Why: "CNI canal cannot enforce"}
+	http := &status.L7NotEnforced{Rules: []string{"ingress rule gateway (HTTP requests)"}, Why: "CNI canal does not give"}
 	tests := []struct {
 		name            string
 		mode            isolationv1alpha1.Mode
@@ -318,23 +318,23 @@ func TestHTTPRulesNotEnforcedFailReady(t *testing.T) {
 		ready, enforced cond
 	}{
 		{"enforcing CNI without L7", isolationv1alpha1.ModeEnforce, enforcing,
-			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}},
+			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced}},
 		{"a CNI that enforces nothing says so first", isolationv1alpha1.ModeEnforce, notEnforcing,
 			cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}, cond{metav1.ConditionFalse, cni.ReasonDoesNotEnforce}},
 		{"Audit mode is Ready, Enforced still says it", isolationv1alpha1.ModeAudit, enforcing,
-			cond{metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}},
+			cond{metav1.ConditionTrue, isolationv1alpha1.ReasonAuditOnly}, cond{metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced}},
 		{"no CNI verdict yet", isolationv1alpha1.ModeEnforce, nil,
-			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced}, cond{}},
+			cond{metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced}, cond{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &isolationv1alpha1.WorkloadIsolationStatus{}
-			status.SetConditions(st, status.Outcome{Generation: 1, Mode: tt.mode, Policies: 1, CNI: tt.cni, HTTPNotEnforced: http})
+			status.SetConditions(st, status.Outcome{Generation: 1, Mode: tt.mode, Policies: 1, CNI: tt.cni, L7NotEnforced: http})
 			ready := meta.FindStatusCondition(st.Conditions, "Ready")
 			if ready.Status != tt.ready.status || ready.Reason != tt.ready.reason {
 				t.Errorf("Ready = %s/%s, want %s/%s", ready.Status, ready.Reason, tt.ready.status, tt.ready.reason)
 			}
-			if tt.ready.status == metav1.ConditionFalse && tt.ready.reason == isolationv1alpha1.ReasonHTTPRulesNotEnforced &&
+			if tt.ready.status == metav1.ConditionFalse && tt.ready.reason == isolationv1alpha1.ReasonL7RulesNotEnforced &&
 				!strings.Contains(ready.Message, "gateway") {
 				t.Errorf("Ready message %q does not name the rule", ready.Message)
 			}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/cilium/cilium/pkg/fqdn/dns"
+	"github.com/cilium/cilium/pkg/fqdn/matchpattern"
 	ciliumv2 "github.com/cilium/cilium/pkg/k8s/apis/cilium.io/v2"
 	k8sutils "github.com/cilium/cilium/pkg/k8s/utils"
 	"github.com/cilium/cilium/pkg/labels"
@@ -254,7 +256,10 @@ func TestRenderedPoliciesPassSanitation(t *testing.T) {
 					Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromString("http"))}},
 					HTTP:  &isolationv1alpha1.HTTPAllow{Requests: []isolationv1alpha1.HTTPRequest{{Method: "GET", Path: "/v1/models"}}}},
 			},
-			Egress: []isolationv1alpha1.EgressRule{},
+			Egress: []isolationv1alpha1.EgressRule{
+				{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "huggingface"}}},
+				{Name: "api", To: []isolationv1alpha1.EgressPeer{{Hosts: []string{"api.example.com", "*.example.com"}}}},
+			},
 		},
 	}
 	in, err := intent.FromSpec(wi, metav1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}}, catalog)
@@ -269,7 +274,11 @@ func TestRenderedPoliciesPassSanitation(t *testing.T) {
 	if err != nil || dns == nil {
 		t.Fatalf("DNSHost = %v, %v", dns, err)
 	}
-	for _, u := range append(objs, dns) {
+	hosts, err := ciliumpolicy.Hosts(in)
+	if err != nil || hosts == nil {
+		t.Fatalf("Hosts = %v, %v", hosts, err)
+	}
+	for _, u := range append(objs, dns, hosts) {
 		if _, err := parse(t, u).Parse(slog.New(slog.DiscardHandler), clusterName); err != nil {
 			t.Errorf("Cilium rejects %s: %v", u.GetName(), err)
 		}
@@ -286,4 +295,43 @@ func mustParse(t *testing.T) []preset.Preset {
 		t.Fatal(err)
 	}
 	return list
+}
+
+// TestHostPatternsMeanOneLabel checks what the docs promise of a host
+// pattern with Cilium's own matcher: '*' stands for one label, and
+// nothing matches the bare domain or deeper names.
+func TestHostPatternsMeanOneLabel(t *testing.T) {
+	catalog, err := preset.NewCatalog(mustParse(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf, _ := catalog.Get("huggingface")
+	match := func(name string) bool {
+		for _, h := range hf.Hosts {
+			re, err := matchpattern.Validate(matchpattern.Sanitize(h))
+			if err != nil {
+				t.Fatalf("Cilium rejects pattern %q: %v", h, err)
+			}
+			if re.MatchString(dns.FQDN(name)) {
+				return true
+			}
+		}
+		return false
+	}
+	for name, want := range map[string]bool{
+		"huggingface.co":          true,
+		"cdn-lfs.huggingface.co":  true,
+		"cdn-lfs-us-1.hf.co":      true,
+		"cas-bridge.xethub.hf.co": true,
+		"transfer.xethub.hf.co":   true,
+		"a.b.cdn-lfs.hf.co":       false,
+		"huggingface.co.evil.com": false,
+		"evilhuggingface.co":      false,
+		"hf.co.example":           false,
+		"s3.amazonaws.com":        false,
+	} {
+		if got := match(name); got != want {
+			t.Errorf("preset huggingface on %s = %v, want %v", name, got, want)
+		}
+	}
 }

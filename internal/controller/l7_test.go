@@ -46,7 +46,7 @@ func httpRequests(u *unstructured.Unstructured) []string {
 	return out
 }
 
-var _ = Describe("HTTP allow-lists on Cilium", Ordered, func() {
+var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 	ctx := context.Background()
 	var wi *isolationv1alpha1.WorkloadIsolation
 	var cc *ciliumCluster
@@ -142,11 +142,11 @@ var _ = Describe("HTTP allow-lists on Cilium", Ordered, func() {
 		config.Data["enable-l7-proxy"] = "false"
 		Expect(cc.c.Update(ctx, config)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
-			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
-			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
+			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
 				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionReady).Message
-			}, And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admit nothing"))),
+			}, And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admits nothing"))),
 		))
 		// Neither an HTTP policy the proxy would not enforce nor an L4
 		// allow that would admit every request.
@@ -160,6 +160,49 @@ var _ = Describe("HTTP allow-lists on Cilium", Ordered, func() {
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 	})
 
+	It("lets the target reach hosts by name, with its lookups seen by Cilium's DNS proxy, and nothing else", func() {
+		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) {
+			w.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "huggingface"}}}}
+		})
+		Eventually(cnp("local-ai-egress-hosts"), timeout, interval).Should(WithTransform(func(u *unstructured.Unstructured) []any {
+			egress, _, _ := unstructured.NestedSlice(u.Object, "spec", "egress")
+			var fqdns []any
+			for _, e := range egress {
+				if f, ok := e.(map[string]any)["toFQDNs"]; ok {
+					fqdns = append(fqdns, f.([]any)...)
+				}
+			}
+			return fqdns
+		}, ContainElements(map[string]any{"matchName": "huggingface.co"}, map[string]any{"matchPattern": "*.xethub.hf.co"})))
+		// A NetworkPolicy cannot name hosts, and one without peers would
+		// allow every destination.
+		Consistently(npErr("local-ai-egress-models"), settle, interval).Should(notFound)
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressIsolated)),
+		))
+
+		config := &corev1.ConfigMap{}
+		Expect(cc.c.Get(ctx, client.ObjectKeyFromObject(ciliumConfig), config)).To(Succeed())
+		config.Data["enable-l7-proxy"] = "false"
+		Expect(cc.c.Update(ctx, config)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
+				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionEnforced).Message
+			}, ContainSubstring("egress rule models (host names)")),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressNotIsolated)),
+		))
+		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(notFound)
+		delete(config.Data, "enable-l7-proxy")
+		Expect(cc.c.Update(ctx, config)).To(Succeed())
+		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(Succeed())
+		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Egress = nil })
+		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(notFound)
+	})
+
 	It("goes back to a NetworkPolicy when http is removed", func() {
 		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].HTTP = nil })
 		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(Succeed())
@@ -167,7 +210,7 @@ var _ = Describe("HTTP allow-lists on Cilium", Ordered, func() {
 	})
 })
 
-var _ = Describe("HTTP allow-lists without an L7 CNI", func() {
+var _ = Describe("Layer-7 rules without an L7 CNI", func() {
 	ctx := context.Background()
 
 	It("admits nothing for the rule, writes no L4 allow, and keeps Ready False with the reason", func() {
@@ -175,10 +218,22 @@ var _ = Describe("HTTP allow-lists without an L7 CNI", func() {
 		withHTTP(wi)
 		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
 		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
-			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonHTTPRulesNotEnforced),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
 			haveCondition(isolationv1alpha1.ConditionPoliciesApplied, metav1.ConditionTrue, isolationv1alpha1.ReasonApplied),
 		))
 		Expect(policyNames(ctx, wi.Namespace)()).To(ConsistOf("local-ai-default-deny"))
+	})
+
+	It("leaves hosts unreachable, writes no NetworkPolicy for them, and keeps Ready False with the reason", func() {
+		wi := seedIsolation(newNamespace(ctx, "hosts-no-l7"))
+		wi.Spec.Egress = []isolationv1alpha1.EgressRule{{Name: "models", To: []isolationv1alpha1.EgressPeer{{Hosts: []string{"huggingface.co"}}}}}
+		Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+		Eventually(getIsolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
+				Equal(isolationv1alpha1.EgressNotIsolated)),
+		))
+		Expect(policyNames(ctx, wi.Namespace)()).To(ConsistOf("local-ai-default-deny", "local-ai-allow-nginx", "local-ai-dns"))
 	})
 
 	It("rejects http on a rule without TCP port numbers or names", func() {
