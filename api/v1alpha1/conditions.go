@@ -122,9 +122,10 @@ const (
 	// does not serve ValidatingAdmissionPolicy), or the CNI implements an
 	// admin-tier API and the guard's policy in it is not in place.
 	ReasonGuardNotActive = "GuardNotActive"
-	// ReasonUnanalysedPolicies: Cilium policies the operator did not write
-	// may select the target pods; the analysis does not read Cilium's own
-	// policies, so the isolation is not proven (Isolated=False).
+	// ReasonUnanalysedPolicies: policies that may select the target pods
+	// cannot be read by the analysis (a Cilium policy whose rules do not
+	// decode, ClusterNetworkPolicies in a version the operator does not
+	// read), so the isolation is not proven (Isolated=False).
 	ReasonUnanalysedPolicies = "UnanalysedPolicies"
 	// ReasonCNIUnknown: the CNI, or whether it enforces, is not known.
 	ReasonCNIUnknown = "CNIUnknown"

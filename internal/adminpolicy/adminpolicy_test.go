@@ -494,10 +494,10 @@ func TestDisjoint(t *testing.T) {
 		{"In and In apart", in("app", "a", "b"), in("app", "c"), true},
 		{"Exists", *sel("app", "a"), op("app", metav1.LabelSelectorOpExists), false},
 	} {
-		if got := Disjoint(c.a, c.b); got != c.disjoint {
+		if got := intent.Disjoint(c.a, c.b); got != c.disjoint {
 			t.Errorf("%s: Disjoint = %v", c.name, got)
 		}
-		if got := Disjoint(c.b, c.a); got != c.disjoint {
+		if got := intent.Disjoint(c.b, c.a); got != c.disjoint {
 			t.Errorf("%s, reversed: Disjoint = %v", c.name, got)
 		}
 	}

@@ -48,6 +48,15 @@ func Hosts(in *intent.Intent) (*unstructured.Unstructured, error) {
 		if len(r.Ports) > 0 {
 			var ports []any
 			for _, p := range r.Ports {
+				if p.Port == nil {
+					// Every port of the protocol: Cilium's port 0.
+					protocol := "TCP" // NetworkPolicy's default
+					if p.Protocol != nil {
+						protocol = string(*p.Protocol)
+					}
+					ports = append(ports, map[string]any{"port": "0", "protocol": protocol})
+					continue
+				}
 				port, err := ciliumPort(p)
 				if err != nil {
 					return nil, fmt.Errorf("egress rule %s: %w", r.Name, err)

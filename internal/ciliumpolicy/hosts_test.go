@@ -82,6 +82,20 @@ func TestHostsRenderFQDNRulesWithTheirDNSLookupsSeen(t *testing.T) {
 		t.Errorf("egress (-want +got):\n%s", diff)
 	}
 
+	// A port without number is every port of its protocol: Cilium's 0.
+	wi.Spec.Egress[1].Ports = []isolationv1alpha1.Port{{Protocol: "UDP"}}
+	in, err = intent.FromSpec(wi, metav1.LabelSelector{MatchLabels: map[string]string{"app": "local-ai"}}, catalog(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err = ciliumpolicy.Hosts(in); err != nil {
+		t.Fatalf("a protocol without port: %v", err)
+	}
+	egress, _, _ = unstructured.NestedSlice(u.Object, "spec", "egress")
+	if diff := cmp.Diff([]any{map[string]any{"ports": []any{map[string]any{"port": "0", "protocol": "UDP"}}}}, egress[3].(map[string]any)["toPorts"]); diff != "" {
+		t.Errorf("toPorts (-want +got):\n%s", diff)
+	}
+
 	none, err := ciliumpolicy.Hosts(&intent.Intent{Name: "x", Namespace: "ai"})
 	if none != nil || err != nil {
 		t.Errorf("Hosts without host rules = %v, %v", none, err)

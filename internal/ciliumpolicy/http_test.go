@@ -161,3 +161,41 @@ func TestHTTPPresetsAreValidated(t *testing.T) {
 		t.Errorf("NewCatalog = %v, want both requests refused", err)
 	}
 }
+
+// Cilium joins rules that admit the same sources on the same port: a rule
+// without http would admit every request from the sources of one with it.
+func TestHTTPRulesMustStandApartFromOtherRules(t *testing.T) {
+	gateway := isolationv1alpha1.IngressRule{Name: "gateway", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}},
+		Ports: port8080, HTTP: &isolationv1alpha1.HTTPAllow{Presets: []string{"openai-inference"}}}
+	ns := func(name string) *isolationv1alpha1.LabelSelector {
+		return &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": name}}
+	}
+	tests := []struct {
+		name  string
+		other isolationv1alpha1.IngressRule
+		ok    bool
+	}{
+		{"every namespace on the same port", isolationv1alpha1.IngressRule{Name: "all", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}}, Ports: port8080}, false},
+		{"every namespace on every port", isolationv1alpha1.IngressRule{Name: "all", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}}}, false},
+		{"a namespace label nginx may carry", isolationv1alpha1.IngressRule{Name: "team", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{MatchLabels: map[string]string{"team": "web"}}}}, Ports: port8080}, false},
+		{"another namespace", isolationv1alpha1.IngressRule{Name: "monitoring", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: ns("monitoring")}}, Ports: port8080}, true},
+		{"pods of the own namespace", isolationv1alpha1.IngressRule{Name: "local", From: []isolationv1alpha1.IngressPeer{{PodSelector: &isolationv1alpha1.LabelSelector{}}}, Ports: port8080}, true},
+		{"another port", isolationv1alpha1.IngressRule{Name: "metrics", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}}, Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromInt32(9090))}}}, true},
+		{"a named port", isolationv1alpha1.IngressRule{Name: "named", From: []isolationv1alpha1.IngressPeer{{NamespaceSelector: &isolationv1alpha1.LabelSelector{}}}, Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromString("metrics"))}}}, false},
+		{"addresses", isolationv1alpha1.IngressRule{Name: "lan", From: []isolationv1alpha1.IngressPeer{{IPBlock: &isolationv1alpha1.IPBlock{CIDR: "0.0.0.0/0"}}}, Ports: port8080}, true},
+		{"another rule with http", isolationv1alpha1.IngressRule{Name: "admin", From: []isolationv1alpha1.IngressPeer{{Preset: "ingress-nginx"}}, Ports: port8080,
+			HTTP: &isolationv1alpha1.HTTPAllow{Requests: []isolationv1alpha1.HTTPRequest{{Method: "GET", Path: "/healthz"}}}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := intent.FromSpec(httpIsolation(gateway, tt.other), metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, catalog(t, adminHTTP))
+			var specErr *intent.SpecError
+			switch {
+			case tt.ok && err != nil:
+				t.Errorf("FromSpec = %v, want no error", err)
+			case !tt.ok && (!errors.As(err, &specErr) || !strings.Contains(err.Error(), "would admit every HTTP request")):
+				t.Errorf("FromSpec = %v, want the overlap refused", err)
+			}
+		})
+	}
+}

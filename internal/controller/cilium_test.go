@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -217,7 +218,24 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 	})
 
-	It("does not claim isolation while a Cilium policy it did not write may open the target", func() {
+	It("reports a Cilium policy it did not write that opens the target, and not one that selects other pods", func() {
+		// A target pod, managed by Cilium.
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "local-ai-0", Namespace: wi.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "local-ai"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
+		Expect(cc.c.Create(ctx, pod)).To(Succeed())
+		endpoint := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"state": "ready", "identity": map[string]any{"id": int64(4242)}}}}
+		endpoint.SetAPIVersion("cilium.io/v2")
+		endpoint.SetKind("CiliumEndpoint")
+		endpoint.SetNamespace(wi.Namespace)
+		endpoint.SetName(pod.Name)
+		Expect(cc.c.Create(ctx, endpoint)).To(Succeed())
+		DeferCleanup(func() {
+			Expect(cc.c.Delete(ctx, endpoint)).To(Succeed())
+			Expect(cc.c.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+		})
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+
 		open := &unstructured.Unstructured{}
 		open.SetAPIVersion("cilium.io/v2")
 		open.SetKind("CiliumNetworkPolicy")
@@ -227,11 +245,45 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 		Expect(unstructured.SetNestedSlice(open.Object, []any{map[string]any{"toEntities": []any{"world"}}}, "spec", "egress")).To(Succeed())
 		Expect(cc.c.Create(ctx, open)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
-			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
-			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) []string {
+				var out []string
+				for _, e := range w.Status.Exposure {
+					out = append(out, e.Policy+" "+e.Direction)
+				}
+				return out
+			}, ContainElement("CiliumNetworkPolicy/egress-cilium/allow-world Egress")),
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
 				Equal(isolationv1alpha1.EgressNotIsolated)),
 		))
+		// Narrowed to other pods, it no longer concerns the target.
+		Eventually(func() error {
+			current := &unstructured.Unstructured{}
+			current.SetGroupVersionKind(open.GroupVersionKind())
+			if err := cc.c.Get(ctx, client.ObjectKeyFromObject(open), current); err != nil {
+				return err
+			}
+			Expect(unstructured.SetNestedStringMap(current.Object, map[string]string{"app": "db"}, "spec", "endpointSelector", "matchLabels")).To(Succeed())
+			return cc.c.Update(ctx, current)
+		}, timeout, interval).Should(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
+		// A clusterwide one that admits the world to every pod does.
+		world := &unstructured.Unstructured{}
+		world.SetAPIVersion("cilium.io/v2")
+		world.SetKind("CiliumClusterwideNetworkPolicy")
+		world.SetName("world-to-everything")
+		Expect(unstructured.SetNestedField(world.Object, map[string]any{}, "spec", "endpointSelector")).To(Succeed())
+		Expect(unstructured.SetNestedSlice(world.Object, []any{map[string]any{"fromEntities": []any{"world"}}}, "spec", "ingress")).To(Succeed())
+		Expect(cc.c.Create(ctx, world)).To(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
+				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionIsolated).Message
+			}, ContainSubstring("CiliumClusterwideNetworkPolicy/world-to-everything")),
+		))
+		Expect(cc.c.Delete(ctx, world)).To(Succeed())
 		Expect(cc.c.Delete(ctx, open)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled),

@@ -148,14 +148,14 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionReady).Message
 			}, And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admits nothing"))),
 		))
-		// Neither an HTTP policy the proxy would not enforce nor an L4
-		// allow that would admit every request.
-		Eventually(cnpErr("local-ai-http-nginx"), timeout, interval).Should(notFound)
+		// The HTTP policy stays (an agent without its L7 proxy refuses it,
+		// so the traffic stays denied), and no L4 allow admits every
+		// request.
+		Consistently(cnpErr("local-ai-http-nginx"), settle, interval).Should(Succeed())
 		Consistently(npErr("local-ai-allow-nginx"), settle, interval).Should(notFound)
 
 		delete(config.Data, "enable-l7-proxy")
 		Expect(cc.c.Update(ctx, config)).To(Succeed())
-		Eventually(cnpErr("local-ai-http-nginx"), timeout, interval).Should(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 	})
@@ -195,10 +195,11 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
 				Equal(isolationv1alpha1.EgressNotIsolated)),
 		))
-		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(notFound)
+		Consistently(cnpErr("local-ai-egress-hosts"), settle, interval).Should(Succeed())
 		delete(config.Data, "enable-l7-proxy")
 		Expect(cc.c.Update(ctx, config)).To(Succeed())
-		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(Succeed())
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionTrue, isolationv1alpha1.ReasonReconciled))
 		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Egress = nil })
 		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(notFound)
 	})

@@ -98,14 +98,17 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))
 	}
 	// Generated CiliumNetworkPolicies are repaired when changed or deleted,
-	// and any other Cilium policy makes the isolations it may select
-	// unproven (Cilium's own policies are not analysed).
+	// and every other Cilium policy is analysed like a NetworkPolicy. The
+	// agents' status writes change nothing the operator reads.
+	specOrMetadata := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
+		ownersChanged()))
 	if r.CiliumPolicies = ciliumServed(mgr.GetRESTMapper()); r.CiliumPolicies {
-		cnp := &metav1.PartialObjectMetadata{}
+		r.ciliumPolicies = mgr.GetCache()
+		cnp := &unstructured.Unstructured{}
 		cnp.SetGroupVersionKind(ciliumpolicy.GVK)
-		b = b.WatchesMetadata(cnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+		b = b.Watches(cnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
-		}))
+		}), specOrMetadata)
 		// CiliumEndpoints say which target pods Cilium polices.
 		if r.ciliumEndpoints = endpointsServed(mgr.GetRESTMapper()); r.ciliumEndpoints {
 			r.endpoints = mgr.GetCache()
@@ -116,11 +119,11 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}), builder.WithPredicates(endpointChanged()))
 		}
 		if r.clusterwideCilium = clusterwideServed(mgr.GetRESTMapper()); r.clusterwideCilium {
-			ccnp := &metav1.PartialObjectMetadata{}
+			ccnp := &unstructured.Unstructured{}
 			ccnp.SetGroupVersionKind(ciliumpolicy.ClusterwideGVK)
-			b = b.WatchesMetadata(ccnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			b = b.Watches(ccnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 				return mapAll(ctx, mgr.GetClient())
-			}))
+			}), specOrMetadata)
 		}
 	}
 	// Guarded isolations write an admin-tier policy where the CNI

@@ -40,8 +40,11 @@ func slimObjects(in any) (any, error) {
 		slimIsolation(o)
 		return o, nil
 	case *unstructured.Unstructured:
-		if o.GroupVersionKind() == ciliumpolicy.EndpointGVK {
+		switch o.GroupVersionKind() {
+		case ciliumpolicy.EndpointGVK:
 			return slimEndpoint(o), nil
+		case ciliumpolicy.GVK, ciliumpolicy.ClusterwideGVK:
+			return slimCiliumPolicy(o), nil
 		}
 	}
 	return stripManagedFields(in)
@@ -61,6 +64,28 @@ func slimEndpoint(u *unstructured.Unstructured) *unstructured.Unstructured {
 	}
 	if id, ok, _ := unstructured.NestedInt64(u.Object, "status", "identity", "id"); ok {
 		_ = unstructured.SetNestedField(out.Object, id, "status", "identity", "id")
+	}
+	return out
+}
+
+// slimCiliumPolicy keeps of a Cilium policy what the sync and the
+// analysis read: its identity, labels, owners and rules. Annotations (such
+// as kubectl's copy of the whole object), managed fields and status are
+// dropped.
+func slimCiliumPolicy(u *unstructured.Unstructured) *unstructured.Unstructured {
+	out := &unstructured.Unstructured{Object: map[string]any{}}
+	out.SetGroupVersionKind(u.GroupVersionKind())
+	out.SetName(u.GetName())
+	out.SetNamespace(intern(u.GetNamespace()))
+	out.SetUID(u.GetUID())
+	out.SetResourceVersion(u.GetResourceVersion())
+	out.SetGeneration(u.GetGeneration())
+	out.SetLabels(u.GetLabels())
+	out.SetOwnerReferences(u.GetOwnerReferences())
+	for _, field := range []string{"spec", "specs"} {
+		if v, ok := u.Object[field]; ok {
+			out.Object[field] = v
+		}
 	}
 	return out
 }

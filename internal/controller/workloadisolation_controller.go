@@ -25,6 +25,7 @@ import (
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/preset"
@@ -81,6 +82,8 @@ type WorkloadIsolationReconciler struct {
 	// clusterwideCilium is true when CiliumClusterwideNetworkPolicy is
 	// served too.
 	clusterwideCilium bool
+	// ciliumPolicies reads Cilium's policies from the manager's cache.
+	ciliumPolicies client.Reader
 	// ciliumEndpoints is true when CiliumEndpoint is served; endpoints
 	// reads them from the manager's cache (the client would read
 	// unstructured objects from the API server).
@@ -215,7 +218,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	var desiredCilium []*unstructured.Unstructured
 	if r.onCilium(outcome) {
 		var renderErr error
-		if desiredCilium, renderErr = ciliumObjects(in, outcome.L7NotEnforced == nil); renderErr != nil {
+		if desiredCilium, renderErr = ciliumObjects(in); renderErr != nil {
 			// A spec the Cilium renderer cannot say (such as a named DNS
 			// port): report it, write nothing.
 			outcome.Failure = &status.Failure{Reason: isolationv1alpha1.ReasonInvalidSpec, Message: renderErr.Error(), Stalled: true}
@@ -297,11 +300,18 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Guard != nil {
 		outcome.Guard.Dataplane = admin.layer
 	}
-	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
-		adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: namespaceObject(namespaces, wi.Namespace), Pods: pods}))
-	if outcome.UnanalysedPolicies, err = r.unanalysedCiliumPolicies(ctx, wi.Namespace); err != nil {
+	ns := namespaceObject(namespaces, wi.Namespace)
+	own := map[string]bool{}
+	for _, ref := range ciliumRefs {
+		own[ref.Name] = true
+	}
+	cilium, unanalysed, err := r.ciliumWidenings(ctx, wi, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID, Own: own})
+	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
+	outcome.UnanalysedPolicies = unanalysed
+	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
+		append(adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: ns, Pods: pods}), cilium...))
 	if r.admin.served.ClusterNetworkPolicyOtherVersion {
 		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
 			"ClusterNetworkPolicies (served in neither v1alpha2 nor v1beta1, which the operator reads)")

@@ -171,6 +171,9 @@ func FromSpec(wi *isolationv1alpha1.WorkloadIsolation, target metav1.LabelSelect
 		}
 		in.Ingress = append(in.Ingress, r)
 	}
+	if err := httpOverlaps(in); err != nil {
+		return nil, err
+	}
 	if wi.Spec.Egress == nil {
 		return in, nil
 	}
@@ -262,6 +265,29 @@ func egressRule(rule isolationv1alpha1.EgressRule, presets preset.Catalog, path 
 		r.Peers = append(r.Peers, peers...)
 	}
 	return r, nil
+}
+
+// httpOverlaps refuses an ingress rule without http that may admit some of
+// a rule with http's sources on some of its ports: Cilium joins the two,
+// and the rule without http would admit every request from them.
+func httpOverlaps(in *Intent) error {
+	for _, h := range in.HTTPRules() {
+		for _, o := range in.Ingress {
+			if len(o.HTTP) > 0 || PortsDisjoint(h.Ports, o.Ports) {
+				continue
+			}
+			for _, hp := range h.Peers {
+				for _, op := range o.Peers {
+					if !PeersDisjoint(hp, op, in.Namespace) {
+						return &SpecError{Reason: isolationv1alpha1.ReasonInvalidSpec, Err: fmt.Errorf(
+							"ingress rule %s may admit some of the sources of rule %s (which has http) on the same ports, and would admit every HTTP request from them: give rule %s sources or ports provably apart from rule %s's, or http too",
+							o.Name, h.Name, o.Name, h.Name)}
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // httpRequests resolves an ingress rule's http: the requests of its presets,

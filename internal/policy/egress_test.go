@@ -225,7 +225,7 @@ func TestBuildEgressErrors(t *testing.T) {
 		name:       "unknown egress preset lists the egress presets",
 		wi:         seedWithEgress(isolationv1alpha1.EgressRule{Name: "x", To: []isolationv1alpha1.EgressPeer{{Preset: "s3"}}}),
 		wantReason: isolationv1alpha1.ReasonUnknownPreset,
-		wantMsg:    `unknown preset "s3" (known presets: [cluster-dns minio])`,
+		wantMsg:    `unknown preset "s3" (known presets: [cluster-dns huggingface minio])`,
 	}, {
 		name:       "a sources-only preset cannot be a destination",
 		wi:         seedWithEgress(isolationv1alpha1.EgressRule{Name: "x", To: []isolationv1alpha1.EgressPeer{{Preset: "ingress-nginx"}}}),

@@ -166,8 +166,12 @@ func (c Catalog) ResolveTo(name, namespace string) (Destinations, error) {
 	if !ok {
 		return Destinations{}, &UnknownError{Name: name, Known: c.namesWith(func(p Preset) bool { return len(p.To) > 0 || len(p.Hosts) > 0 })}
 	}
-	if len(p.To) == 0 && len(p.Hosts) == 0 {
-		return Destinations{}, fmt.Errorf("preset %q lists no destinations (to, hosts): use it where it fits (ingress from, http presets)", name)
+	switch {
+	case len(p.To) > 0 || len(p.Hosts) > 0:
+	case len(p.From) > 0:
+		return Destinations{}, fmt.Errorf("preset %q lists sources (from) only: use it in ingress", name)
+	default:
+		return Destinations{}, fmt.Errorf("preset %q lists HTTP requests only: use it in an ingress rule's http.presets", name)
 	}
 	peers, err := point(name, p.To, namespace)
 	if err != nil {

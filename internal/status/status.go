@@ -253,7 +253,7 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		}
 	case len(widening) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy
-		c.Message = fmt.Sprintf("NetworkPolicies admit more than declared: %s (see status.exposure)", JoinBounded(widening, 10))
+		c.Message = fmt.Sprintf("Policies admit more than declared: %s (see status.exposure)", JoinBounded(widening, 10))
 	case len(o.UnanalysedPolicies) > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies
 		c.Message = fmt.Sprintf("Isolation is not proven: %s may let more reach or leave the target pods, and the analysis does not read them; remove them or check them by hand",

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/cilium/cilium/pkg/fqdn/dns"
@@ -12,6 +13,7 @@ import (
 	ciliumv2 "github.com/cilium/cilium/pkg/k8s/apis/cilium.io/v2"
 	k8sutils "github.com/cilium/cilium/pkg/k8s/utils"
 	"github.com/cilium/cilium/pkg/labels"
+	"github.com/cilium/cilium/pkg/option"
 	policytypes "github.com/cilium/cilium/pkg/policy/types"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -259,6 +261,7 @@ func TestRenderedPoliciesPassSanitation(t *testing.T) {
 			Egress: []isolationv1alpha1.EgressRule{
 				{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "huggingface"}}},
 				{Name: "api", To: []isolationv1alpha1.EgressPeer{{Hosts: []string{"api.example.com", "*.example.com"}}}},
+				{Name: "any-port", To: []isolationv1alpha1.EgressPeer{{Hosts: []string{"cdn.example.com"}}}, Ports: []isolationv1alpha1.Port{{Protocol: "TCP"}}},
 			},
 		},
 	}
@@ -285,6 +288,16 @@ func TestRenderedPoliciesPassSanitation(t *testing.T) {
 	}
 	if len(objs) != 2 {
 		t.Fatalf("got %d HTTP policies, want 2", len(objs))
+	}
+
+	// Where the L7 proxy is off, the agent refuses the HTTP and host-name
+	// policies whole: their traffic stays denied, never allowed at L4.
+	option.Config.EnableL7Proxy = false
+	defer func() { option.Config.EnableL7Proxy = true }()
+	for _, u := range append(objs, hosts) {
+		if _, err := parse(t, u).Parse(slog.New(slog.DiscardHandler), clusterName); err == nil || !strings.Contains(err.Error(), "L7 proxy is not enabled") {
+			t.Errorf("without the L7 proxy Cilium takes %s: %v", u.GetName(), err)
+		}
 	}
 }
 

@@ -1,0 +1,508 @@
+package ciliumpolicy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/isolator-dev/isolator/internal/analysis"
+	"github.com/isolator-dev/isolator/internal/policy"
+)
+
+// The few shapes of Cilium's policy API (cilium.io/v2, pkg/policy/api) the
+// analysis reads: who a rule selects, whom it admits, on which ports. Deny
+// rules, L7 rules and other narrowing fields are not read: they never admit.
+type (
+	rule struct {
+		EndpointSelector *selector     `json:"endpointSelector,omitempty"`
+		NodeSelector     *selector     `json:"nodeSelector,omitempty"`
+		Ingress          []ingressRule `json:"ingress,omitempty"`
+		Egress           []egressRule  `json:"egress,omitempty"`
+	}
+	selector struct {
+		MatchLabels      map[string]string `json:"matchLabels,omitempty"`
+		MatchExpressions []struct {
+			Key      string   `json:"key"`
+			Operator string   `json:"operator"`
+			Values   []string `json:"values,omitempty"`
+		} `json:"matchExpressions,omitempty"`
+	}
+	cidrSet struct {
+		CIDR              string    `json:"cidr,omitempty"`
+		Except            []string  `json:"except,omitempty"`
+		CIDRGroupRef      string    `json:"cidrGroupRef,omitempty"`
+		CIDRGroupSelector *selector `json:"cidrGroupSelector,omitempty"`
+	}
+	portRule struct {
+		Ports []struct {
+			Port     string `json:"port,omitempty"`
+			EndPort  int32  `json:"endPort,omitempty"`
+			Protocol string `json:"protocol,omitempty"`
+		} `json:"ports,omitempty"`
+	}
+	ingressRule struct {
+		FromEndpoints []selector       `json:"fromEndpoints,omitempty"`
+		FromNodes     []selector       `json:"fromNodes,omitempty"`
+		FromCIDR      []string         `json:"fromCIDR,omitempty"`
+		FromCIDRSet   []cidrSet        `json:"fromCIDRSet,omitempty"`
+		FromEntities  []string         `json:"fromEntities,omitempty"`
+		FromGroups    []map[string]any `json:"fromGroups,omitempty"`
+		ToPorts       []portRule       `json:"toPorts,omitempty"`
+		ICMPs         []map[string]any `json:"icmps,omitempty"`
+	}
+	egressRule struct {
+		ToEndpoints []selector       `json:"toEndpoints,omitempty"`
+		ToNodes     []selector       `json:"toNodes,omitempty"`
+		ToCIDR      []string         `json:"toCIDR,omitempty"`
+		ToCIDRSet   []cidrSet        `json:"toCIDRSet,omitempty"`
+		ToEntities  []string         `json:"toEntities,omitempty"`
+		ToServices  []map[string]any `json:"toServices,omitempty"`
+		ToFQDNs     []map[string]any `json:"toFQDNs,omitempty"`
+		ToGroups    []map[string]any `json:"toGroups,omitempty"`
+		ToPorts     []portRule       `json:"toPorts,omitempty"`
+		ICMPs       []map[string]any `json:"icmps,omitempty"`
+	}
+)
+
+// Label keys of Cilium's endpoint labels, without their source.
+const (
+	namespaceLabel       = "io.kubernetes.pod.namespace"
+	namespaceLabelsKey   = "io.cilium.k8s.namespace.labels."
+	ciliumPolicyLabelKey = "io.cilium.k8s.policy."
+)
+
+// Target is what a Cilium policy must select to matter.
+type Target struct {
+	// Namespace is the target's namespace with its labels.
+	Namespace analysis.Object
+	// Pods are the target pods now.
+	Pods []analysis.Object
+	// Self and SelfUID identify the WorkloadIsolation analysed, Own names
+	// the Cilium policies it has in place: those are left out. A policy
+	// that only claims to be its own (another name, another UID) is read.
+	Self    string
+	SelfUID types.UID
+	Own     map[string]bool
+}
+
+// Widenings returns the Cilium policies that may admit traffic to or from
+// the target, with their allow rules in NetworkPolicy form for
+// analysis.Input.Admin, and names those it cannot read (unanalysed: they
+// fail the isolation closed). Read are the CiliumNetworkPolicies of the
+// target's namespace and all CiliumClusterwideNetworkPolicies whose
+// endpointSelector selects a target pod now (as the analysis reads
+// NetworkPolicies; a new pod is analysed when it appears), except the
+// target's own generated ones; another WorkloadIsolation's generated
+// policy is kept and named as such.
+//
+// The meaning is Cilium's, at L3/L4, rounded up where it cannot be
+// bounded here (never down):
+//   - endpoint selectors keep their pod labels; the namespace name
+//     (io.kubernetes.pod.namespace) and namespace labels
+//     (io.cilium.k8s.namespace.labels.*) become namespace selectors; a peer
+//     that names neither is the policy's own namespace (a
+//     CiliumNetworkPolicy), or every namespace when it names namespace
+//     labels or the policy is clusterwide, as Cilium scopes them. Other
+//     Cilium labels (service account, cluster) are dropped, which selects
+//     more; a reserved or unknown label source admits every pod and
+//     address;
+//   - entities: world is every address; cluster and all are every pod and
+//     every address; host, remote-node, kube-apiserver and the others are
+//     every address (node addresses are not known here);
+//   - CIDRs are ipBlocks; CIDR groups, nodes, services, FQDNs and cloud
+//     groups are every address (services: and every pod);
+//   - a rule with no peer admits every peer; ports are read with their
+//     protocols (ANY is TCP, UDP and SCTP; port 0 or none is every port);
+//     ICMP and other protocols admit every port;
+//   - L7 rules, deny rules, and fromRequires/toRequires are left out: they
+//     only narrow.
+func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (out []analysis.AdminPolicy, unanalysed []string) {
+	read := func(u *unstructured.Unstructured, kind, namespace string) {
+		owner, generated := generatedBy(u)
+		if ref := metav1.GetControllerOf(u); generated && owner == t.Self && ref.UID == t.SelfUID &&
+			u.GetNamespace() == t.Namespace.Name && t.Own[u.GetName()] {
+			return
+		}
+		name := kind + "/" + u.GetName()
+		if namespace != "" {
+			name = kind + "/" + namespace + "/" + u.GetName()
+		}
+		rules, err := rulesOf(u)
+		if err != nil {
+			unanalysed = append(unanalysed, fmt.Sprintf("%s %s (%v)", kind, qualified(namespace, u.GetName()), err))
+			return
+		}
+		w := analysis.AdminPolicy{Name: name}
+		if generated && u.GetNamespace() == t.Namespace.Name {
+			w.WorkloadIsolation = owner
+		}
+		selected := false
+		for _, r := range rules {
+			if !t.selects(r, namespace) {
+				continue
+			}
+			selected = true
+			scope := namespace
+			if r.EndpointSelector.initPods() {
+				scope = "" // Cilium scopes no peer of a policy for initializing pods
+			}
+			for _, in := range r.Ingress {
+				if peers, ok := in.peers(scope); ok {
+					w.Ingress = append(w.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: ports(in.ToPorts, in.ICMPs != nil)})
+				}
+			}
+			for _, eg := range r.Egress {
+				if peers, ok := eg.peers(scope); ok {
+					w.Egress = append(w.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: ports(eg.ToPorts, eg.ICMPs != nil)})
+				}
+			}
+		}
+		if selected && (len(w.Ingress) > 0 || len(w.Egress) > 0) {
+			out = append(out, w)
+		}
+	}
+	for i := range namespaced {
+		if namespaced[i].GetNamespace() == t.Namespace.Name {
+			read(&namespaced[i], Kind, t.Namespace.Name)
+		}
+	}
+	for i := range clusterwide {
+		read(&clusterwide[i], ClusterwideGVK.Kind, "")
+	}
+	return out, unanalysed
+}
+
+func qualified(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// generatedBy reports the WorkloadIsolation that generated a Cilium
+// policy, if one did.
+func generatedBy(u *unstructured.Unstructured) (string, bool) {
+	ref := metav1.GetControllerOf(u)
+	if u.GetLabels()[policy.LabelManagedBy] != policy.ManagedByValue || ref == nil || ref.Kind != "WorkloadIsolation" {
+		return "", false
+	}
+	return ref.Name, true
+}
+
+// rulesOf reads spec and specs.
+func rulesOf(u *unstructured.Unstructured) ([]rule, error) {
+	var out []rule
+	if spec, ok := u.Object["spec"]; ok && spec != nil {
+		var r rule
+		if err := convert(spec, &r); err != nil {
+			return nil, fmt.Errorf("spec: %w", err)
+		}
+		out = append(out, r)
+	}
+	if specs, ok := u.Object["specs"]; ok && specs != nil {
+		var rs []rule
+		if err := convert(specs, &rs); err != nil {
+			return nil, fmt.Errorf("specs: %w", err)
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+func convert(in, out any) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, out)
+}
+
+// selects reports whether a rule's endpointSelector may select a target
+// pod now. A node selector selects nodes, not pods; a reserved label
+// selects no pod, except reserved:init (pods being set up). A
+// CiliumNetworkPolicy selects only pods of its namespace, whatever its
+// selector says of namespaces.
+func (t Target) selects(r rule, namespace string) bool {
+	if r.EndpointSelector == nil {
+		return false
+	}
+	m, ok := r.EndpointSelector.mapped()
+	if !ok {
+		return m.initPods
+	}
+	if namespace != "" && namespace != t.Namespace.Name {
+		return false
+	}
+	if namespace == "" && m.namespaces != nil && !matches(m.namespaces, withName(t.Namespace)) {
+		return false
+	}
+	for _, p := range t.Pods {
+		if matches(&m.pods, p.Labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// mappedSelector is an endpoint selector in NetworkPolicy terms.
+type mappedSelector struct {
+	pods metav1.LabelSelector
+	// namespaces is nil when the selector names no namespace.
+	namespaces *metav1.LabelSelector
+	// namesLabels is true when the selector names namespace labels but not
+	// the namespace itself.
+	namesLabels bool
+	// initPods is true for reserved:init.
+	initPods bool
+}
+
+// mapped spells the selector in NetworkPolicy terms; not ok when it has a
+// reserved or unknown label source, which selects no pod, or cannot be a
+// Kubernetes selector.
+func (s selector) mapped() (mappedSelector, bool) {
+	var m mappedSelector
+	type requirement struct {
+		key, op string
+		values  []string
+	}
+	var reqs []requirement
+	for k, v := range s.MatchLabels {
+		reqs = append(reqs, requirement{k, string(metav1.LabelSelectorOpIn), []string{v}})
+	}
+	for _, e := range s.MatchExpressions {
+		reqs = append(reqs, requirement{e.Key, e.Operator, e.Values})
+	}
+	ok := true
+	namesNamespace := false
+	for _, r := range reqs {
+		source, key, found := strings.Cut(r.key, ":")
+		if !found {
+			source, key = "any", r.key
+		}
+		if source == "reserved" {
+			if key == "init" {
+				m.initPods = true
+			}
+			ok = false
+			continue
+		}
+		if source != "k8s" && source != "any" {
+			ok = false
+			continue
+		}
+		req := metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOperator(r.op), Values: r.values}
+		switch {
+		case key == namespaceLabel:
+			req.Key = corev1.LabelMetadataName
+			m.namespaces = addRequirement(m.namespaces, req)
+			namesNamespace = true
+		case strings.HasPrefix(key, namespaceLabelsKey):
+			req.Key = strings.TrimPrefix(key, namespaceLabelsKey)
+			m.namespaces = addRequirement(m.namespaces, req)
+			m.namesLabels = true
+		case strings.HasPrefix(key, ciliumPolicyLabelKey):
+			// Service account, cluster: not labels here; dropped.
+		default:
+			m.pods.MatchExpressions = append(m.pods.MatchExpressions, req)
+		}
+	}
+	if namesNamespace {
+		m.namesLabels = false
+	}
+	if !ok {
+		return m, false
+	}
+	if _, err := metav1.LabelSelectorAsSelector(&m.pods); err != nil {
+		return m, false
+	}
+	if m.namespaces != nil {
+		if _, err := metav1.LabelSelectorAsSelector(m.namespaces); err != nil {
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// initPods reports whether the selector names reserved:init.
+func (s *selector) initPods() bool {
+	m, _ := s.mapped()
+	return m.initPods
+}
+
+func addRequirement(s *metav1.LabelSelector, r metav1.LabelSelectorRequirement) *metav1.LabelSelector {
+	if s == nil {
+		s = &metav1.LabelSelector{}
+	}
+	s.MatchExpressions = append(s.MatchExpressions, r)
+	return s
+}
+
+// everything admits every pod of every namespace and every address.
+func everything() []networkingv1.NetworkPolicyPeer {
+	return append([]networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}, everyAddress()...)
+}
+
+func everyAddress() []networkingv1.NetworkPolicyPeer {
+	return []networkingv1.NetworkPolicyPeer{
+		{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}},
+		{IPBlock: &networkingv1.IPBlock{CIDR: "::/0"}},
+	}
+}
+
+// endpointPeers spells fromEndpoints or toEndpoints, scoped as Cilium
+// scopes them: namespace of the policy (clusterwide: every namespace) when
+// the selector names neither namespace nor namespace labels.
+func endpointPeers(selectors []selector, namespace string) []networkingv1.NetworkPolicyPeer {
+	var out []networkingv1.NetworkPolicyPeer
+	for _, s := range selectors {
+		m, ok := s.mapped()
+		if !ok {
+			return everything()
+		}
+		ns := m.namespaces
+		if ns == nil {
+			ns = &metav1.LabelSelector{}
+			if namespace != "" {
+				ns.MatchLabels = map[string]string{corev1.LabelMetadataName: namespace}
+			}
+		}
+		out = append(out, networkingv1.NetworkPolicyPeer{NamespaceSelector: ns, PodSelector: m.pods.DeepCopy()})
+	}
+	return out
+}
+
+func cidrPeers(cidrs []string, sets []cidrSet) []networkingv1.NetworkPolicyPeer {
+	var out []networkingv1.NetworkPolicyPeer
+	for _, c := range cidrs {
+		out = append(out, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: c}})
+	}
+	for _, s := range sets {
+		if s.CIDR == "" {
+			return everyAddress() // a CIDR group: its members are not known here
+		}
+		out = append(out, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: s.CIDR, Except: s.Except}})
+	}
+	return out
+}
+
+// entityPeers spells Cilium entities.
+func entityPeers(entities []string) []networkingv1.NetworkPolicyPeer {
+	var out []networkingv1.NetworkPolicyPeer
+	for _, e := range entities {
+		switch e {
+		case "world", "world-ipv4", "world-ipv6", "host", "remote-node", "kube-apiserver", "health", "ingress", "init", "unmanaged", "none":
+			out = append(out, everyAddress()...)
+		default: // cluster, all, or one not known here
+			return everything()
+		}
+	}
+	return out
+}
+
+// peers spells an ingress rule's sources; none when it admits nothing (as
+// Cilium reads it: an explicitly empty list selects nothing, and a rule
+// with neither sources nor ports admits nothing), every peer when it names
+// no sources but ports.
+func (r ingressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, bool) {
+	if explicitlyEmpty(r.FromEndpoints, r.FromNodes, r.FromEntities, r.FromCIDR, r.FromCIDRSet) {
+		return nil, false
+	}
+	if r.FromEndpoints == nil && r.FromNodes == nil && r.FromCIDR == nil && r.FromCIDRSet == nil && r.FromEntities == nil && r.FromGroups == nil {
+		return everything(), r.ToPorts != nil || r.ICMPs != nil
+	}
+	out := endpointPeers(r.FromEndpoints, namespace)
+	out = append(out, cidrPeers(r.FromCIDR, r.FromCIDRSet)...)
+	out = append(out, entityPeers(r.FromEntities)...)
+	if len(r.FromNodes) > 0 || len(r.FromGroups) > 0 {
+		out = append(out, everyAddress()...)
+	}
+	return out, len(out) > 0
+}
+
+// peers spells an egress rule's destinations, as for ingress.
+func (r egressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, bool) {
+	if explicitlyEmpty(r.ToEndpoints, r.ToNodes, r.ToEntities, r.ToCIDR, r.ToCIDRSet) {
+		return nil, false
+	}
+	if r.ToEndpoints == nil && r.ToNodes == nil && r.ToCIDR == nil && r.ToCIDRSet == nil && r.ToEntities == nil &&
+		r.ToServices == nil && r.ToFQDNs == nil && r.ToGroups == nil {
+		return everything(), r.ToPorts != nil || r.ICMPs != nil
+	}
+	out := endpointPeers(r.ToEndpoints, namespace)
+	out = append(out, cidrPeers(r.ToCIDR, r.ToCIDRSet)...)
+	out = append(out, entityPeers(r.ToEntities)...)
+	if len(r.ToServices) > 0 {
+		out = append(out, everything()...)
+	}
+	if len(r.ToNodes) > 0 || len(r.ToFQDNs) > 0 || len(r.ToGroups) > 0 {
+		out = append(out, everyAddress()...)
+	}
+	return out, len(out) > 0
+}
+
+// explicitlyEmpty reports whether one of the lists is present and empty.
+func explicitlyEmpty(endpoints, nodes []selector, entities, cidrs []string, sets []cidrSet) bool {
+	return endpoints != nil && len(endpoints) == 0 || nodes != nil && len(nodes) == 0 || entities != nil && len(entities) == 0 ||
+		cidrs != nil && len(cidrs) == 0 || sets != nil && len(sets) == 0
+}
+
+// ports spells toPorts; nil is every port.
+func ports(rules []portRule, icmp bool) []networkingv1.NetworkPolicyPort {
+	if len(rules) == 0 || icmp {
+		return nil
+	}
+	out := []networkingv1.NetworkPolicyPort{}
+	for _, r := range rules {
+		if len(r.Ports) == 0 {
+			return nil
+		}
+		for _, p := range r.Ports {
+			var protocols []corev1.Protocol
+			switch strings.ToUpper(p.Protocol) {
+			case "", "ANY":
+				protocols = []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}
+			case "TCP", "UDP", "SCTP":
+				protocols = []corev1.Protocol{corev1.Protocol(strings.ToUpper(p.Protocol))}
+			default:
+				return nil // ICMP and others: not bounded here
+			}
+			for _, protocol := range protocols {
+				port := networkingv1.NetworkPolicyPort{Protocol: ptr.To(protocol)}
+				number, err := strconv.Atoi(p.Port)
+				switch {
+				case p.Port == "" || number == 0 && err == nil:
+				case err != nil:
+					port.Port = ptr.To(intstr.FromString(p.Port))
+				default:
+					port.Port = ptr.To(intstr.FromInt32(int32(number)))
+					if p.EndPort > int32(number) {
+						port.EndPort = ptr.To(p.EndPort)
+					}
+				}
+				out = append(out, port)
+			}
+		}
+	}
+	return out
+}
+
+// withName adds the label every namespace carries.
+func withName(ns analysis.Object) map[string]string {
+	return labels.Merge(ns.Labels, labels.Set{corev1.LabelMetadataName: ns.Name})
+}
+
+// matches evaluates a selector; one that cannot be parsed matches.
+func matches(sel *metav1.LabelSelector, set map[string]string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	return err != nil || s.Matches(labels.Set(set))
+}
