@@ -119,8 +119,10 @@ type Result struct {
 	Reason  string
 	Message string
 	// L7 is true when the CNI can also enforce HTTP-aware (layer 7) policies
-	// through its own policy API.
-	L7 bool
+	// through its own policy API. L7Note says why an enforcing CNI that
+	// could does not now.
+	L7     bool
+	L7Note string
 	// Evidence lists the objects the conclusion rests on, one line each.
 	Evidence []string
 	// Source is Detected or Configured.
@@ -144,6 +146,7 @@ type component struct {
 	reason   string
 	message  string
 	l7       bool
+	l7Note   string
 	evidence string
 	// endpoints: the component maintains CiliumEndpoints; endpointsNote
 	// says why a Cilium agent does not.
@@ -186,6 +189,12 @@ func Classify(f Facts) Result {
 	for _, c := range comps {
 		r.Evidence = append(r.Evidence, c.evidence)
 		r.L7 = r.L7 || (c.l7 && c.enforces == EnforcementTrue)
+		if c.l7Note != "" && r.L7Note == "" {
+			r.L7Note = c.l7Note
+		}
+	}
+	if r.L7 {
+		r.L7Note = ""
 	}
 	pick := func(e Enforcement) *component {
 		for i := range comps {

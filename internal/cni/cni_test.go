@@ -441,3 +441,31 @@ func TestConfigured(t *testing.T) {
 		}
 	}
 }
+
+// Where Cilium runs Envoy apart from the agent (cilium-envoy DaemonSet), HTTP
+// and DNS rules are enforced only where Envoy is ready.
+func TestCiliumL7NeedsItsEnvoyReady(t *testing.T) {
+	envoy := ds("kube-system", "cilium-envoy", ctr("cilium-envoy", "quay.io/cilium/cilium-envoy:v1.34.4"))
+	tests := []struct {
+		name string
+		dss  []cni.DaemonSet
+		l7   bool
+		note string
+	}{
+		{"embedded proxy", []cni.DaemonSet{ciliumDS}, true, ""},
+		{"Envoy ready", []cni.DaemonSet{ciliumDS, envoy}, true, ""},
+		{"Envoy not ready on one node", []cni.DaemonSet{ciliumDS, agents(envoy, 1, 1, 3, 2)}, false, "Envoy proxy, which runs apart from the agent, is not ready everywhere: 2 of 3 agent pods are ready"},
+		{"agents not ready", []cni.DaemonSet{agents(ciliumDS, 1, 1, 3, 2)}, false, "its agents are not all ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := cni.Classify(cni.Facts{DaemonSets: tt.dss})
+			if got.L7 != tt.l7 || !strings.Contains(got.L7Note, tt.note) || (tt.note == "") != (got.L7Note == "") {
+				t.Errorf("L7 = %v, note %q; want %v, %q", got.L7, got.L7Note, tt.l7, tt.note)
+			}
+			if got.Enforces != cni.EnforcementTrue && tt.name != "agents not ready" {
+				t.Errorf("Enforces = %s: Envoy decides L7 only", got.Enforces)
+			}
+		})
+	}
+}

@@ -42,9 +42,18 @@ func components(f Facts) []component {
 		configMaps[cm.Namespace+"/"+cm.Name] = cm
 	}
 	var out []component
+	envoys := map[string]DaemonSet{}
+	for _, ds := range f.DaemonSets {
+		if findContainer(ds, ciliumEnvoy) != nil {
+			envoys[ds.Namespace] = ds
+		}
+	}
 	for _, ds := range f.DaemonSets {
 		if c, ok := daemonSetComponent(ds, configMaps); ok {
 			c.notReady = agentsNotReady(ds)
+			if envoy, ok := envoys[ds.Namespace]; ok && c.name == "cilium" {
+				withEnvoy(&c, envoy)
+			}
 			out = append(out, c)
 		}
 	}
@@ -53,6 +62,21 @@ func components(f Facts) []component {
 		requireReadyAgents(&out[i])
 	}
 	return withAPIGroups(out, f.APIGroups)
+}
+
+// ciliumEnvoy is the container of Cilium's Envoy DaemonSet, which serves
+// the L7 proxy on each node where it runs apart from the agent.
+const ciliumEnvoy = "cilium-envoy"
+
+// withEnvoy makes a Cilium agent's L7 enforcement depend on its Envoy
+// DaemonSet: where Envoy is not ready, HTTP and DNS rules cannot be
+// enforced (their traffic is dropped).
+func withEnvoy(c *component, envoy DaemonSet) {
+	c.evidence += fmt.Sprintf("; DaemonSet %s/%s (Envoy, the L7 proxy): %d of %d pods ready", envoy.Namespace, envoy.Name, envoy.NumberReady, envoy.DesiredNumberScheduled)
+	if why := agentsNotReady(envoy); why != "" && c.l7 {
+		c.l7 = false
+		c.l7Note = "its Envoy proxy, which runs apart from the agent, is not ready everywhere: " + why
+	}
 }
 
 // agentsNotReady says why a DaemonSet's agent pods are not all ready, or
@@ -80,6 +104,7 @@ func requireReadyAgents(c *component) {
 		return
 	}
 	c.enforces, c.reason, c.l7 = EnforcementUnknown, ReasonAgentsNotReady, false
+	c.l7Note = "its agents are not all ready"
 	c.message = fmt.Sprintf("%s enforces NetworkPolicy only where its agent runs: %s", c.name, c.notReady)
 }
 
@@ -146,8 +171,9 @@ func cilium(ds DaemonSet, agent *Container, cm ConfigMap) component {
 	}
 	mode, modeFrom, _ := setting(ciliumEnablePolicy)
 	audit, auditFrom, _ := setting(ciliumPolicyAuditMode)
-	if l7, _, ok := setting(ciliumEnableL7Proxy); ok && !isTrue(l7) {
+	if l7, from, ok := setting(ciliumEnableL7Proxy); ok && !isTrue(l7) {
 		c.l7 = false
+		c.l7Note = fmt.Sprintf("its L7 proxy is off (%s=%s, %s)", ciliumEnableL7Proxy, l7, from)
 	}
 	c.endpoints = true
 	if v, from, ok := setting(ciliumDisableEndpointCRD); ok && isTrue(v) {
@@ -156,10 +182,10 @@ func cilium(ds DaemonSet, agent *Container, cm ConfigMap) component {
 	}
 	switch {
 	case strings.EqualFold(mode, "never"):
-		c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonEnforcementDisabled, false
+		c.enforces, c.reason, c.l7, c.l7Note = EnforcementFalse, ReasonEnforcementDisabled, false, "it enforces no policy"
 		c.message = fmt.Sprintf("Cilium runs with enable-policy=never (%s): NetworkPolicies are not enforced; set it to default", modeFrom)
 	case isTrue(audit):
-		c.enforces, c.reason, c.l7 = EnforcementFalse, ReasonAuditMode, false
+		c.enforces, c.reason, c.l7, c.l7Note = EnforcementFalse, ReasonAuditMode, false, "it runs in policy audit mode"
 		c.message = fmt.Sprintf("Cilium runs in policy audit mode (%s=%s, %s): it logs what NetworkPolicies would drop and drops nothing; set it to false", ciliumPolicyAuditMode, audit, auditFrom)
 	}
 	return c

@@ -211,8 +211,10 @@ func (r *WorkloadIsolationReconciler) l7NotEnforced(in *intent.Intent, outcome s
 		out.Why = fmt.Sprintf("CNI %s does not give (only Cilium with its L7 proxy does)", orUnknown(outcome.CNI.Name))
 	case !r.CiliumPolicies:
 		out.Why = "Cilium does not give here: CiliumNetworkPolicy was not served when the operator started"
+	case !outcome.CNI.L7 && outcome.CNI.L7Note != "":
+		out.Why = "Cilium does not give here: " + outcome.CNI.L7Note
 	case !outcome.CNI.L7:
-		out.Why = "Cilium does not give here: its L7 proxy is off (enable-l7-proxy) or its agents do not enforce policy"
+		out.Why = "Cilium does not give here: its L7 proxy is off or its agents do not enforce policy"
 	default:
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
@@ -124,6 +125,24 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		rv := policy.GetResourceVersion()
 		Consistently(cnp("local-ai-http-nginx"), settle, interval).Should(
 			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
+	})
+
+	It("removes a policy it owns that status no longer lists", func() {
+		// As left by a sync cut short: owned by the WorkloadIsolation,
+		// labelled as generated, no longer desired, not in status.
+		current := cc.isolation(ctx, wi)()
+		stale := &unstructured.Unstructured{}
+		stale.SetAPIVersion("cilium.io/v2")
+		stale.SetKind("CiliumNetworkPolicy")
+		stale.SetNamespace(wi.Namespace)
+		stale.SetName("local-ai-http-old")
+		stale.SetLabels(map[string]string{"app.kubernetes.io/managed-by": "isolator", "isolation.isolator.dev/workloadisolation": "local-ai"})
+		stale.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "isolation.isolator.dev/v1alpha1", Kind: "WorkloadIsolation",
+			Name: current.Name, UID: current.UID, Controller: ptr.To(true)}})
+		Expect(unstructured.SetNestedField(stale.Object, map[string]any{}, "spec", "endpointSelector")).To(Succeed())
+		Expect(unstructured.SetNestedSlice(stale.Object, []any{map[string]any{"fromEntities": []any{"world"}}}, "spec", "ingress")).To(Succeed())
+		Expect(cc.c.Create(ctx, stale)).To(Succeed())
+		Eventually(cnpErr("local-ai-http-old"), timeout, interval).Should(notFound)
 	})
 
 	It("repairs a copy widened to every request", func() {
