@@ -129,21 +129,22 @@ type Target struct {
 func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (out []analysis.AdminPolicy, unanalysed []string) {
 	read := func(u *unstructured.Unstructured, kind, namespace string) {
 		owner, generated := generatedBy(u)
+		own := false
 		if ref := metav1.GetControllerOf(u); generated && owner == t.Self && ref.UID == t.SelfUID &&
 			u.GetNamespace() == t.Namespace.Name && t.Own[u.GetName()] {
-			return
+			own = true
 		}
 		name := kind + "/" + u.GetName()
 		if namespace != "" {
 			name = kind + "/" + namespace + "/" + u.GetName()
 		}
-		rules, err := rulesOf(u)
+		rules, err := rulesOf(u, own)
 		if err != nil {
 			unanalysed = append(unanalysed, fmt.Sprintf("%s %s (%v)", kind, qualified(namespace, u.GetName()), err))
 			return
 		}
 		w := analysis.AdminPolicy{Name: name}
-		if generated && u.GetNamespace() == t.Namespace.Name {
+		if generated && !own && u.GetNamespace() == t.Namespace.Name {
 			w.WorkloadIsolation = owner
 		}
 		selected := false
@@ -199,10 +200,11 @@ func generatedBy(u *unstructured.Unstructured) (string, bool) {
 	return ref.Name, true
 }
 
-// rulesOf reads spec and specs.
-func rulesOf(u *unstructured.Unstructured) ([]rule, error) {
+// rulesOf reads spec and specs; of the target's own policy only specs,
+// which the operator never writes (someone else added them).
+func rulesOf(u *unstructured.Unstructured, own bool) ([]rule, error) {
 	var out []rule
-	if spec, ok := u.Object["spec"]; ok && spec != nil {
+	if spec, ok := u.Object["spec"]; ok && spec != nil && !own {
 		var r rule
 		if err := convert(spec, &r); err != nil {
 			return nil, fmt.Errorf("spec: %w", err)
@@ -236,9 +238,11 @@ func (t Target) selects(r rule, namespace string) bool {
 	if r.EndpointSelector == nil {
 		return false
 	}
-	m, ok := r.EndpointSelector.mapped()
+	m, ok := r.EndpointSelector.mapping(true)
 	if !ok {
-		return m.initPods
+		// A reserved label selects no pod (init: pods being set up); a
+		// selector that is no Kubernetes selector may select any.
+		return m.initPods || !m.reserved
 	}
 	if namespace != "" && namespace != t.Namespace.Name {
 		return false
@@ -262,14 +266,42 @@ type mappedSelector struct {
 	// namesLabels is true when the selector names namespace labels but not
 	// the namespace itself.
 	namesLabels bool
-	// initPods is true for reserved:init.
-	initPods bool
+	// initPods is true for reserved:init; reserved for any positive
+	// reserved requirement.
+	initPods, reserved bool
 }
 
-// mapped spells the selector in NetworkPolicy terms; not ok when it has a
-// reserved or unknown label source, which selects no pod, or cannot be a
-// Kubernetes selector.
+// splitKey reads a selector key as Cilium does (labels.GetExtendedKeyFrom):
+// "$k" and a colon-less "reserved.k" are reserved, a source before the
+// first ':' (none: any), and nothing after '='.
+func splitKey(key string) (source, name string) {
+	switch {
+	case strings.HasPrefix(key, "$"):
+		source, name = "reserved", key[1:]
+	case strings.Contains(key, ":"):
+		source, name, _ = strings.Cut(key, ":")
+	case strings.HasPrefix(key, "reserved."):
+		source, name = "reserved", strings.TrimPrefix(key, "reserved.")
+	default:
+		source, name = "any", key
+	}
+	name, _, _ = strings.Cut(name, "=")
+	return source, name
+}
+
+// mapped spells the selector in NetworkPolicy terms, rounded up: negative
+// requirements (NotIn, DoesNotExist) are dropped, since Cilium leaves some
+// labels out of identities and such a requirement then holds for every
+// endpoint; so are requirements on Cilium's own policy labels (service
+// account, cluster) and, in a subject, on unknown sources. It is not ok
+// when a positive requirement names a reserved label (it selects no pod,
+// except reserved:init, pods being set up), or, in a peer, any reserved or
+// unknown source; or when the result is no Kubernetes selector.
 func (s selector) mapped() (mappedSelector, bool) {
+	return s.mapping(false)
+}
+
+func (s selector) mapping(subject bool) (mappedSelector, bool) {
 	var m mappedSelector
 	type requirement struct {
 		key, op string
@@ -285,31 +317,36 @@ func (s selector) mapped() (mappedSelector, bool) {
 	ok := true
 	namesNamespace := false
 	for _, r := range reqs {
-		source, key, found := strings.Cut(r.key, ":")
-		if !found {
-			source, key = "any", r.key
-		}
-		if source == "reserved" {
+		negative := r.op == string(metav1.LabelSelectorOpNotIn) || r.op == string(metav1.LabelSelectorOpDoesNotExist)
+		source, key := splitKey(r.key)
+		switch {
+		case source == "reserved" && !negative:
 			if key == "init" {
 				m.initPods = true
 			}
+			m.reserved = true
 			ok = false
 			continue
-		}
-		if source != "k8s" && source != "any" {
+		case source != "k8s" && source != "any" && !subject:
 			ok = false
 			continue
+		case source != "k8s" && source != "any":
+			continue // dropped: selects more
 		}
 		req := metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOperator(r.op), Values: r.values}
 		switch {
 		case key == namespaceLabel:
+			// Named, even by a dropped requirement, the namespace is not
+			// scoped by Cilium any more.
 			req.Key = corev1.LabelMetadataName
-			m.namespaces = addRequirement(m.namespaces, req)
+			m.namespaces = addRequirement(m.namespaces, req, negative)
 			namesNamespace = true
 		case strings.HasPrefix(key, namespaceLabelsKey):
 			req.Key = strings.TrimPrefix(key, namespaceLabelsKey)
-			m.namespaces = addRequirement(m.namespaces, req)
+			m.namespaces = addRequirement(m.namespaces, req, negative)
 			m.namesLabels = true
+		case negative:
+			// dropped: selects more
 		case strings.HasPrefix(key, ciliumPolicyLabelKey):
 			// Service account, cluster: not labels here; dropped.
 		default:
@@ -335,15 +372,18 @@ func (s selector) mapped() (mappedSelector, bool) {
 
 // initPods reports whether the selector names reserved:init.
 func (s *selector) initPods() bool {
-	m, _ := s.mapped()
+	m, _ := s.mapping(true)
 	return m.initPods
 }
 
-func addRequirement(s *metav1.LabelSelector, r metav1.LabelSelectorRequirement) *metav1.LabelSelector {
+// addRequirement adds r to s (made when nil), or only makes s when drop.
+func addRequirement(s *metav1.LabelSelector, r metav1.LabelSelectorRequirement, drop bool) *metav1.LabelSelector {
 	if s == nil {
 		s = &metav1.LabelSelector{}
 	}
-	s.MatchExpressions = append(s.MatchExpressions, r)
+	if !drop {
+		s.MatchExpressions = append(s.MatchExpressions, r)
+	}
 	return s
 }
 
@@ -400,9 +440,13 @@ func entityPeers(entities []string) []networkingv1.NetworkPolicyPeer {
 	var out []networkingv1.NetworkPolicyPeer
 	for _, e := range entities {
 		switch e {
-		case "world", "world-ipv4", "world-ipv6", "host", "remote-node", "kube-apiserver", "health", "ingress", "init", "unmanaged", "none":
+		case "world", "world-ipv4", "world-ipv6":
 			out = append(out, everyAddress()...)
-		default: // cluster, all, or one not known here
+		case "none":
+		default:
+			// Nodes, the API server, health, ingress, init and unmanaged
+			// endpoints, cluster, all, or one not known here: endpoints
+			// no ipBlock on Cilium matches, so every pod and address.
 			return everything()
 		}
 	}
@@ -423,7 +467,10 @@ func (r ingressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, 
 	out := endpointPeers(r.FromEndpoints, namespace)
 	out = append(out, cidrPeers(r.FromCIDR, r.FromCIDRSet)...)
 	out = append(out, entityPeers(r.FromEntities)...)
-	if len(r.FromNodes) > 0 || len(r.FromGroups) > 0 {
+	if len(r.FromNodes) > 0 {
+		out = append(out, everything()...)
+	}
+	if len(r.FromGroups) > 0 {
 		out = append(out, everyAddress()...)
 	}
 	return out, len(out) > 0
@@ -444,7 +491,10 @@ func (r egressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, b
 	if len(r.ToServices) > 0 {
 		out = append(out, everything()...)
 	}
-	if len(r.ToNodes) > 0 || len(r.ToFQDNs) > 0 || len(r.ToGroups) > 0 {
+	if len(r.ToNodes) > 0 {
+		out = append(out, everything()...)
+	}
+	if len(r.ToFQDNs) > 0 || len(r.ToGroups) > 0 {
 		out = append(out, everyAddress()...)
 	}
 	return out, len(out) > 0
@@ -478,7 +528,8 @@ func ports(rules []portRule, icmp bool) []networkingv1.NetworkPolicyPort {
 			}
 			for _, protocol := range protocols {
 				port := networkingv1.NetworkPolicyPort{Protocol: ptr.To(protocol)}
-				number, err := strconv.Atoi(p.Port)
+				// As Cilium reads it: base 0 (a leading 0 is octal).
+				number, err := strconv.ParseUint(p.Port, 0, 16)
 				switch {
 				case p.Port == "" || number == 0 && err == nil:
 				case err != nil:

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,5 +179,64 @@ func TestWideningsReadOnlyWhatSelectsTheTarget(t *testing.T) {
 	}
 	if len(unanalysed) != 1 {
 		t.Errorf("a policy that cannot be read must fail closed: unanalysed = %v", unanalysed)
+	}
+}
+
+// Spellings Cilium reads its own way, which a tenant could use to hide a
+// widening.
+func TestWideningsReadKeysAndPortsAsCiliumDoes(t *testing.T) {
+	tests := []struct {
+		name    string
+		doc     string
+		ingress []networkingv1.NetworkPolicyIngressRule
+	}{
+		{
+			name: "a leading 0 is octal: 0120 is port 80",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {}, ingress: [{fromEntities: [world], toPorts: [{ports: [{port: "0120", protocol: TCP}]}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: everyAddress(), Ports: []networkingv1.NetworkPolicyPort{tcpPort(80)}}},
+		},
+		{
+			name: "dotted and $ reserved keys are reserved: every peer",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {"reserved.host": ""}}]}, {fromEndpoints: [{matchLabels: {"$world": ""}}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: everything()}, {From: everything()}},
+		},
+		{
+			name: "a subject that only rules labels out selects every pod",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {matchExpressions: [{key: "reserved:host", operator: DoesNotExist}, {key: pod-template-hash, operator: DoesNotExist}, {key: "K8S:app", operator: In, values: [x]}]},
+    ingress: [{fromEntities: [host]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: everything()}},
+		},
+		{
+			name: "a peer that rules a label out is not narrowed by it (Cilium may not keep the label); a key's value part is dropped",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {matchLabels: {"k8s:app=zz": local-ai}}, ingress: [{fromEndpoints: [{matchExpressions: [{key: pod-template-hash, operator: NotIn, values: [a]}, {key: io.kubernetes.pod.namespace, operator: NotIn, values: [x]}]}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: &metav1.LabelSelector{}}}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, unanalysed := ciliumpolicy.Widenings([]unstructured.Unstructured{ciliumObject(t, tt.doc)}, nil, target)
+			if len(unanalysed) > 0 || len(got) != 1 {
+				t.Fatalf("Widenings = %+v, unanalysed %v", got, unanalysed)
+			}
+			if diff := cmp.Diff(tt.ingress, got[0].Ingress, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ingress (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Rules added as specs to the target's own policy are read: the operator
+// never writes specs.
+func TestWideningsReadSpecsAddedToTheTargetsOwnPolicy(t *testing.T) {
+	own := ciliumObject(t, `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: local-ai-http-nginx, namespace: ai, labels: {app.kubernetes.io/managed-by: isolator},
+  ownerReferences: [{apiVersion: isolation.isolator.dev/v1alpha1, kind: WorkloadIsolation, name: local-ai, uid: u, controller: true}]},
+  spec: {endpointSelector: {}, ingress: [{fromEntities: [world]}]}, specs: [{endpointSelector: {}, ingress: [{fromEntities: [cluster]}]}]}`)
+	got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, target)
+	if len(got) != 1 || len(got[0].Ingress) != 1 || !cmp.Equal(got[0].Ingress[0].From, everything()) {
+		t.Errorf("Widenings = %+v, want only the added specs", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -293,9 +294,21 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 			if upToDate(have, want) {
 				continue
 			}
-			repaired := want.DeepCopy()
-			repaired.SetResourceVersion(have.GetResourceVersion())
-			if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(repaired), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			// A whole-object update (with have's resourceVersion as
+			// precondition): fields someone else added, in spec or as
+			// specs, go too, which an apply of the operator's own fields
+			// would leave.
+			repaired := have.DeepCopy()
+			repaired.Object["spec"] = runtime.DeepCopyJSONValue(want.Object["spec"])
+			delete(repaired.Object, "specs")
+			labels := repaired.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			maps.Copy(labels, want.GetLabels())
+			repaired.SetLabels(labels)
+			repaired.SetOwnerReferences(want.GetOwnerReferences())
+			if err := r.Update(ctx, repaired, client.FieldOwner(FieldOwner)); err != nil {
 				return refs, nil, fmt.Errorf("repairing CiliumNetworkPolicy %s: %w", name, err)
 			}
 			// What the server keeps must be what was meant: anything that
@@ -320,8 +333,12 @@ func ownsObject(obj metav1.Object, wi *isolationv1alpha1.WorkloadIsolation) bool
 	return !ok || label == policy.OwnerLabelValue(wi.Name)
 }
 
-// upToDate: the same spec, and the generated labels and owner reference.
+// upToDate: the same spec and no other rules (specs), and the generated
+// labels and owner reference.
 func upToDate(have, want *unstructured.Unstructured) bool {
+	if _, extra := have.Object["specs"]; extra {
+		return false
+	}
 	for k, v := range want.GetLabels() {
 		if have.GetLabels()[k] != v {
 			return false

@@ -10,10 +10,13 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
+	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
+	"github.com/isolator-dev/isolator/internal/intent"
 )
 
 // withHTTP narrows wi's first ingress rule to the OpenAI inference preset
@@ -127,6 +130,37 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 			WithTransform(func(u *unstructured.Unstructured) string { return u.GetResourceVersion() }, Equal(rv)))
 	})
 
+	It("renders only what Cilium's CRD accepts, applied server-side", func() {
+		rich := seedIsolation(wi.Namespace)
+		rich.Name, rich.UID = "rich", "0b5e6c2a-0000-0000-0000-000000000001"
+		rich.Spec.Ingress = append(rich.Spec.Ingress, isolationv1alpha1.IngressRule{Name: "lan",
+			From: []isolationv1alpha1.IngressPeer{
+				{IPBlock: &isolationv1alpha1.IPBlock{CIDR: "192.168.0.0/16", Except: []string{"192.168.1.0/24"}}},
+				{NamespaceSelector: &isolationv1alpha1.LabelSelector{MatchExpressions: []isolationv1alpha1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"a", "b"}}}},
+					PodSelector: &isolationv1alpha1.LabelSelector{MatchExpressions: []isolationv1alpha1.LabelSelectorRequirement{{Key: "canary", Operator: metav1.LabelSelectorOpDoesNotExist}}}},
+			},
+			Ports: []isolationv1alpha1.Port{{Port: ptr.To(intstr.FromString("http"))}, {Port: ptr.To(intstr.FromInt32(8443))}},
+			HTTP:  &isolationv1alpha1.HTTPAllow{Requests: []isolationv1alpha1.HTTPRequest{{Method: "GET", Path: "/v1/models"}, {Path: "/a+b(c)"}}}})
+		withHTTP(rich)
+		rich.Spec.Egress = []isolationv1alpha1.EgressRule{
+			{Name: "models", To: []isolationv1alpha1.EgressPeer{{Preset: "huggingface"}}},
+			{Name: "any-port", To: []isolationv1alpha1.EgressPeer{{Hosts: []string{"cdn.example.com", "*.example.org"}}}, Ports: []isolationv1alpha1.Port{{Protocol: corev1.ProtocolUDP}}},
+		}
+		in, err := intent.FromSpec(rich, *rich.Spec.Target.PodSelector.LabelSelector(), testPresets)
+		Expect(err).NotTo(HaveOccurred())
+		http, err := ciliumpolicy.HTTP(in)
+		Expect(err).NotTo(HaveOccurred())
+		hosts, err := ciliumpolicy.Hosts(in)
+		Expect(err).NotTo(HaveOccurred())
+		dns, err := ciliumpolicy.DNSHost(in)
+		Expect(err).NotTo(HaveOccurred())
+		objects := append(http, hosts, dns)
+		Expect(objects).To(HaveLen(4))
+		for _, u := range objects {
+			Expect(cc.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()), client.FieldOwner("isolator"), client.DryRunAll)).To(Succeed(), u.GetName())
+		}
+	})
+
 	It("removes a policy it owns that status no longer lists", func() {
 		// As left by a sync cut short: owned by the WorkloadIsolation,
 		// labelled as generated, no longer desired, not in status.
@@ -153,6 +187,16 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		Expect(unstructured.SetNestedSlice(policy.Object, ingress, "spec", "ingress")).To(Succeed())
 		Expect(cc.c.Update(ctx, policy)).To(Succeed())
 		Eventually(cnp("local-ai-http-nginx"), timeout, interval).Should(WithTransform(httpRequests, HaveLen(18)))
+
+		// Rules added beside the operator's, as specs, go too.
+		policy, err = cnp("local-ai-http-nginx")()
+		Expect(err).NotTo(HaveOccurred())
+		policy.Object["specs"] = []any{map[string]any{"endpointSelector": map[string]any{}, "ingress": []any{map[string]any{"fromEntities": []any{"world"}}}}}
+		Expect(cc.c.Update(ctx, policy)).To(Succeed())
+		Eventually(cnp("local-ai-http-nginx"), timeout, interval).Should(WithTransform(func(u *unstructured.Unstructured) bool {
+			_, ok := u.Object["specs"]
+			return ok
+		}, BeFalse()))
 	})
 
 	It("fails closed and says so when Cilium's L7 proxy is off", func() {

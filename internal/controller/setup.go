@@ -194,10 +194,11 @@ func (r *WorkloadIsolationReconciler) mapExposed(ctx context.Context, ns client.
 			}
 		}
 	}
-	if r.admin.served.AdminNetworkPolicy || r.admin.served.ClusterNetworkPolicy {
-		// Admin-tier subjects select namespaces by their labels: which
-		// ones may widen the isolations of this namespace, and which
-		// ones their guard policies must come after, may have changed.
+	if r.admin.served.AdminNetworkPolicy || r.admin.served.ClusterNetworkPolicy || r.clusterwideCilium {
+		// Admin-tier and clusterwide Cilium subjects select namespaces by
+		// their labels: which ones may widen the isolations of this
+		// namespace, and which ones their guard policies must come
+		// after, may have changed.
 		for _, req := range mapNamespace(ctx, r.Client, ns.GetName()) {
 			if !seen[req] {
 				seen[req] = true

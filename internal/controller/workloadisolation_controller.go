@@ -310,6 +310,10 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
 	outcome.UnanalysedPolicies = unanalysed
+	if !r.CiliumPolicies && outcome.CNI != nil && isCilium(outcome.CNI.Name) {
+		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
+			"Cilium's own policies (CiliumNetworkPolicy was not served when the operator started; restart the operator)")
+	}
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
 		append(adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: ns, Pods: pods}), cilium...))
 	if r.admin.served.ClusterNetworkPolicyOtherVersion {

@@ -64,8 +64,8 @@ func TestIsolatedMessageCoversEgressWhenDeclared(t *testing.T) {
 		egress bool
 		want   string
 	}{
-		{false, "The NetworkPolicies of the namespace admit only the declared sources to the target pods"},
-		{true, "The NetworkPolicies of the namespace admit only the declared sources to the target pods and let them reach only the declared destinations"},
+		{false, "The policies of the namespace and the cluster admit only the declared sources to the target pods"},
+		{true, "The policies of the namespace and the cluster admit only the declared sources to the target pods and let them reach only the declared destinations"},
 	} {
 		st := &isolationv1alpha1.WorkloadIsolationStatus{}
 		status.SetConditions(st, status.Outcome{Generation: 1, Mode: isolationv1alpha1.ModeEnforce, Policies: 2, Isolation: &analysis.Report{}, EgressDeclared: tt.egress})

@@ -263,7 +263,7 @@ func setIsolated(st *isolationv1alpha1.WorkloadIsolationStatus, o Outcome) {
 		c.Message = fmt.Sprintf("WorkloadIsolation %s also selects these pods", JoinBounded(shared, 10))
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources
-		c.Message = "The NetworkPolicies of the namespace admit only the declared sources to the target pods"
+		c.Message = "The policies of the namespace and the cluster admit only the declared sources to the target pods"
 		if o.EgressDeclared {
 			c.Message += " and let them reach only the declared destinations"
 		}
