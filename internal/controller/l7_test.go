@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"path/filepath"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
@@ -306,5 +308,40 @@ var _ = Describe("Layer-7 rules without an L7 CNI", func() {
 		wi.Spec.Ingress[0].Ports = nil
 		err := k8sClient.Create(ctx, wi)
 		Expect(err).To(MatchError(ContainSubstring("http needs ports, each TCP with a port and without endPort")))
+	})
+})
+
+var _ = Describe("Cilium's API served after the operator started", Ordered, func() {
+	ctx := context.Background()
+	var cc *ciliumCluster
+	var wi *isolationv1alpha1.WorkloadIsolation
+
+	BeforeAll(func() {
+		requireCiliumCRDs()
+		cc = startClusterWithCRDs()
+		DeferCleanup(cc.stop)
+		ds := daemonSet("kube-system", "cilium",
+			corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
+		Expect(cc.c.Create(ctx, ds)).To(Succeed())
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		wi = seedIsolation(cc.namespace(ctx, "late-cilium"))
+		Expect(cc.c.Create(ctx, wi)).To(Succeed())
+	})
+
+	It("proves nothing about Cilium's policies it does not read", func() {
+		// No Cilium policy can exist yet.
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
+		_, err := envtest.InstallCRDs(cc.cp.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join(ciliumCRDs, "ciliumnetworkpolicies.yaml")}})
+		Expect(err).NotTo(HaveOccurred())
+		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].Name = "gateway" })
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
+			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
+				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionIsolated).Message
+			}, ContainSubstring("restart the operator")),
+		))
 	})
 })

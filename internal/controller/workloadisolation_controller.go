@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
@@ -84,6 +85,8 @@ type WorkloadIsolationReconciler struct {
 	clusterwideCilium bool
 	// ciliumPolicies reads Cilium's policies from the manager's cache.
 	ciliumPolicies client.Reader
+	// mapper tells which APIs the cluster serves now.
+	mapper meta.RESTMapper
 	// ciliumEndpoints is true when CiliumEndpoint is served; endpoints
 	// reads them from the manager's cache (the client would read
 	// unstructured objects from the API server).
@@ -310,9 +313,9 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
 	outcome.UnanalysedPolicies = unanalysed
-	if !r.CiliumPolicies && outcome.CNI != nil && isCilium(outcome.CNI.Name) {
+	if !r.CiliumPolicies && outcome.CNI != nil && isCilium(outcome.CNI.Name) && r.mapper != nil && ciliumServed(r.mapper) {
 		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
-			"Cilium's own policies (CiliumNetworkPolicy was not served when the operator started; restart the operator)")
+			"Cilium's own policies (CiliumNetworkPolicy is served now but was not when the operator started; restart the operator)")
 	}
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
 		append(adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: ns, Pods: pods}), cilium...))
