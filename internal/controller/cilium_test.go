@@ -78,6 +78,28 @@ func startClusterWithCRDs(crds ...string) *ciliumCluster {
 	return &ciliumCluster{cp: cp, c: c, cancel: cancel}
 }
 
+// runCiliumAgent creates Cilium 1.19.4's agent DaemonSet in kube-system,
+// with the status of one ready agent.
+func (cc *ciliumCluster) runCiliumAgent(ctx context.Context) {
+	ds := daemonSet("kube-system", "cilium",
+		corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
+	Expect(cc.c.Create(ctx, ds)).To(Succeed())
+	ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+		UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+	Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+}
+
+// conditionMessage transforms a WorkloadIsolation into the message of its
+// condition t.
+func conditionMessage(t string) func(*isolationv1alpha1.WorkloadIsolation) string {
+	return func(w *isolationv1alpha1.WorkloadIsolation) string {
+		if c := apimeta.FindStatusCondition(w.Status.Conditions, t); c != nil {
+			return c.Message
+		}
+		return ""
+	}
+}
+
 func (cc *ciliumCluster) stop() {
 	cc.cancel()
 	Expect(cc.cp.Stop()).To(Succeed())
@@ -279,9 +301,7 @@ var _ = Describe("Egress isolation on Cilium", Ordered, func() {
 		Expect(cc.c.Create(ctx, world)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonWidenedByPolicy),
-			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
-				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionIsolated).Message
-			}, ContainSubstring("CiliumClusterwideNetworkPolicy/world-to-everything")),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionIsolated), ContainSubstring("CiliumClusterwideNetworkPolicy/world-to-everything")),
 		))
 		Expect(cc.c.Delete(ctx, world)).To(Succeed())
 		Expect(cc.c.Delete(ctx, open)).To(Succeed())

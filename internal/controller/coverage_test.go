@@ -6,7 +6,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -49,12 +48,7 @@ var _ = Describe("Per-pod coverage on Cilium", Ordered, func() {
 		requireCiliumCRDs()
 		cc = startCiliumCluster()
 		DeferCleanup(cc.stop)
-		ds := daemonSet("kube-system", "cilium",
-			corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
-		Expect(cc.c.Create(ctx, ds)).To(Succeed())
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
-		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		cc.runCiliumAgent(ctx)
 		wi = seedIsolation(cc.namespace(ctx, "coverage"))
 		for i, name := range []string{"local-ai-0", "local-ai-1"} {
 			pod := &corev1.Pod{

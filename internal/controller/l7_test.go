@@ -6,9 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -84,12 +82,7 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		cc = startCiliumCluster()
 		DeferCleanup(cc.stop)
 		Expect(cc.c.Create(ctx, ciliumConfig.DeepCopy())).To(Succeed())
-		ds := daemonSet("kube-system", "cilium",
-			corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
-		Expect(cc.c.Create(ctx, ds)).To(Succeed())
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
-		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		cc.runCiliumAgent(ctx)
 		wi = seedIsolation(cc.namespace(ctx, "http-cilium"))
 		Expect(cc.c.Create(ctx, wi)).To(Succeed())
 		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(Succeed())
@@ -209,9 +202,7 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionEnforced, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
-			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
-				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionReady).Message
-			}, And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admits nothing"))),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionReady), And(ContainSubstring("nginx"), ContainSubstring("L7 proxy is off"), ContainSubstring("admits nothing"))),
 		))
 		// The HTTP policy stays (an agent without its L7 proxy refuses it,
 		// so the traffic stays denied), and no L4 allow admits every
@@ -254,9 +245,7 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		Expect(cc.c.Update(ctx, config)).To(Succeed())
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonL7RulesNotEnforced),
-			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
-				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionEnforced).Message
-			}, ContainSubstring("egress rule models (host names)")),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionEnforced), ContainSubstring("egress rule models (host names)")),
 			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) isolationv1alpha1.EgressState { return w.Status.Egress },
 				Equal(isolationv1alpha1.EgressNotIsolated)),
 		))
@@ -320,12 +309,7 @@ var _ = Describe("Cilium's API served after the operator started", Ordered, func
 		requireCiliumCRDs()
 		cc = startClusterWithCRDs()
 		DeferCleanup(cc.stop)
-		ds := daemonSet("kube-system", "cilium",
-			corev1.Container{Name: "cilium-agent", Image: "quay.io/cilium/cilium:v1.19.4", Args: []string{"--config-dir=/tmp/cilium/config-map"}})
-		Expect(cc.c.Create(ctx, ds)).To(Succeed())
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
-		Expect(cc.c.Status().Update(ctx, ds)).To(Succeed())
+		cc.runCiliumAgent(ctx)
 		wi = seedIsolation(cc.namespace(ctx, "late-cilium"))
 		Expect(cc.c.Create(ctx, wi)).To(Succeed())
 	})
@@ -339,9 +323,7 @@ var _ = Describe("Cilium's API served after the operator started", Ordered, func
 		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].Name = "gateway" })
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
-			WithTransform(func(w *isolationv1alpha1.WorkloadIsolation) string {
-				return apimeta.FindStatusCondition(w.Status.Conditions, isolationv1alpha1.ConditionIsolated).Message
-			}, ContainSubstring("restart the operator")),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionIsolated), ContainSubstring("restart the operator")),
 		))
 	})
 })
