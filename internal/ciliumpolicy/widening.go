@@ -3,11 +3,13 @@ package ciliumpolicy
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -87,12 +89,17 @@ type Target struct {
 	Namespace analysis.Object
 	// Pods are the target pods now.
 	Pods []analysis.Object
-	// Self and SelfUID identify the WorkloadIsolation analysed, Own names
-	// the Cilium policies it has in place: those are left out. A policy
-	// that only claims to be its own (another name, another UID) is read.
+	// Self and SelfUID identify the WorkloadIsolation analysed. Own maps
+	// the names of its generated Cilium policies to the spec each should
+	// have: a policy of that name it owns is left out while its spec is
+	// that one (rules added beside it, as specs, are read). A policy that
+	// only claims to be its own (another name, another UID) is read.
 	Self    string
 	SelfUID types.UID
-	Own     map[string]bool
+	Own     map[string]any
+	// Current holds policies as the server holds them after the
+	// operator's own writes, read instead of the cached copies.
+	Current map[string]*unstructured.Unstructured
 }
 
 // Widenings returns the Cilium policies that may admit traffic to or from
@@ -102,37 +109,47 @@ type Target struct {
 // target's namespace and all CiliumClusterwideNetworkPolicies whose
 // endpointSelector selects a target pod now (as the analysis reads
 // NetworkPolicies; a new pod is analysed when it appears), except the
-// target's own generated ones; another WorkloadIsolation's generated
-// policy is kept and named as such.
+// target's own generated ones while their spec is the one the operator
+// writes (rules added as specs are read); another WorkloadIsolation's
+// generated policy is kept and named as such.
 //
 // The meaning is Cilium's, at L3/L4, rounded up where it cannot be
 // bounded here (never down):
-//   - endpoint selectors keep their pod labels; the namespace name
-//     (io.kubernetes.pod.namespace) and namespace labels
-//     (io.cilium.k8s.namespace.labels.*) become namespace selectors; a peer
-//     that names neither is the policy's own namespace (a
-//     CiliumNetworkPolicy), or every namespace when it names namespace
-//     labels or the policy is clusterwide, as Cilium scopes them. Other
-//     Cilium labels (service account, cluster) are dropped, which selects
-//     more; a reserved or unknown label source admits every pod and
-//     address;
-//   - entities: world is every address; cluster and all are every pod and
-//     every address; host, remote-node, kube-apiserver and the others are
-//     every address (node addresses are not known here);
-//   - CIDRs are ipBlocks; CIDR groups, nodes, services, FQDNs and cloud
-//     groups are every address (services: and every pod);
-//   - a rule with no peer admits every peer; ports are read with their
-//     protocols (ANY is TCP, UDP and SCTP; port 0 or none is every port);
-//     ICMP and other protocols admit every port;
+//   - selector keys are split as Cilium splits them ("$x" and "reserved.x"
+//     are reserved, nothing after '='); endpoint selectors keep their pod
+//     labels; the namespace name (io.kubernetes.pod.namespace) and
+//     namespace labels (io.cilium.k8s.namespace.labels.*) become namespace
+//     selectors; a peer that names neither is the policy's own namespace
+//     (a CiliumNetworkPolicy), or every namespace when it names namespace
+//     labels or the policy is clusterwide, as Cilium scopes them; where
+//     Cilium adds no namespace and no positive namespace requirement
+//     remains, reserved identities match too (every address). NotIn and
+//     DoesNotExist requirements are dropped (Cilium leaves some labels out
+//     of identities, and such a requirement then holds for every
+//     endpoint), as are Cilium's service-account and cluster labels; a
+//     reserved or unknown label source admits every pod and address;
+//   - entities: world is every address; the others (nodes, the API server,
+//     health, ingress, init, unmanaged, cluster, all) are every pod and
+//     every address, as no ipBlock matches them on Cilium;
+//   - CIDRs are ipBlocks; CIDR groups, FQDNs and cloud groups are every
+//     address; nodes and services every pod and every address;
+//   - a rule with ports and no peer admits every peer, one with neither
+//     admits nothing, an explicitly empty list selects nothing; ports are
+//     read with their protocols as Cilium reads them (an IANA service name
+//     is a named port, a number is base 0; ANY is TCP, UDP and SCTP; port
+//     0 or none is every port); ICMP and other protocols admit every port;
 //   - L7 rules, deny rules, and fromRequires/toRequires are left out: they
 //     only narrow.
 func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (out []analysis.AdminPolicy, unanalysed []string) {
 	read := func(u *unstructured.Unstructured, kind, namespace string) {
+		if current, ok := t.Current[u.GetName()]; ok && namespace != "" {
+			u = current
+		}
 		owner, generated := generatedBy(u)
 		own := false
-		if ref := metav1.GetControllerOf(u); generated && owner == t.Self && ref.UID == t.SelfUID &&
-			u.GetNamespace() == t.Namespace.Name && t.Own[u.GetName()] {
-			own = true
+		if ref := metav1.GetControllerOf(u); generated && owner == t.Self && ref.UID == t.SelfUID && u.GetNamespace() == t.Namespace.Name {
+			want, desired := t.Own[u.GetName()]
+			own = desired && equality.Semantic.DeepEqual(u.Object["spec"], want)
 		}
 		name := kind + "/" + u.GetName()
 		if namespace != "" {
@@ -153,9 +170,11 @@ func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (o
 				continue
 			}
 			selected = true
-			scope := namespace
-			if r.EndpointSelector.initPods() {
-				scope = "" // Cilium scopes no peer of a policy for initializing pods
+			scope := peerScope{namespace: namespace}
+			if r.EndpointSelector.mentionsInit() {
+				// Cilium scopes no peer of a rule whose subject names
+				// initializing pods: reserved identities match too.
+				scope = peerScope{unscoped: true}
 			}
 			for _, in := range r.Ingress {
 				if peers, ok := in.peers(scope); ok {
@@ -269,6 +288,13 @@ type mappedSelector struct {
 	// initPods is true for reserved:init; reserved for any positive
 	// reserved requirement.
 	initPods, reserved bool
+	// unscoped: Cilium adds no namespace requirement, as the selector
+	// names the namespace or its labels (with any operator); requiresNamespace:
+	// a positive requirement on them remains, which no reserved identity
+	// (world, host, …), having no namespace, can meet.
+	unscoped, requiresNamespace bool
+	// mentionsInit: a requirement names reserved:init.
+	mentionsInit bool
 }
 
 // splitKey reads a selector key as Cilium does (labels.GetExtendedKeyFrom):
@@ -320,10 +346,15 @@ func (s selector) mapping(subject bool) (mappedSelector, bool) {
 		negative := r.op == string(metav1.LabelSelectorOpNotIn) || r.op == string(metav1.LabelSelectorOpDoesNotExist)
 		source, key := splitKey(r.key)
 		switch {
-		case source == "reserved" && !negative:
-			if key == "init" {
-				m.initPods = true
+		case source == "reserved" && key == "init":
+			// Named with any operator, init leaves the rule's peers
+			// unscoped (Cilium's matchesPodInit).
+			m.mentionsInit = true
+			if !negative {
+				m.initPods, m.reserved, ok = true, true, false
 			}
+			continue
+		case source == "reserved" && !negative:
 			m.reserved = true
 			ok = false
 			continue
@@ -340,11 +371,13 @@ func (s selector) mapping(subject bool) (mappedSelector, bool) {
 			// scoped by Cilium any more.
 			req.Key = corev1.LabelMetadataName
 			m.namespaces = addRequirement(m.namespaces, req, negative)
-			namesNamespace = true
+			namesNamespace, m.unscoped = true, true
+			m.requiresNamespace = m.requiresNamespace || !negative
 		case strings.HasPrefix(key, namespaceLabelsKey):
 			req.Key = strings.TrimPrefix(key, namespaceLabelsKey)
 			m.namespaces = addRequirement(m.namespaces, req, negative)
-			m.namesLabels = true
+			m.namesLabels, m.unscoped = true, true
+			m.requiresNamespace = m.requiresNamespace || !negative
 		case negative:
 			// dropped: selects more
 		case strings.HasPrefix(key, ciliumPolicyLabelKey):
@@ -370,10 +403,10 @@ func (s selector) mapping(subject bool) (mappedSelector, bool) {
 	return m, true
 }
 
-// initPods reports whether the selector names reserved:init.
-func (s *selector) initPods() bool {
+// mentionsInit reports whether the selector names reserved:init.
+func (s *selector) mentionsInit() bool {
 	m, _ := s.mapping(true)
-	return m.initPods
+	return m.mentionsInit
 }
 
 // addRequirement adds r to s (made when nil), or only makes s when drop.
@@ -399,11 +432,23 @@ func everyAddress() []networkingv1.NetworkPolicyPeer {
 	}
 }
 
+// peerScope is how Cilium scopes a rule's endpoint peers: to namespace
+// (a CiliumNetworkPolicy's; "" for clusterwide, any namespace), or not at
+// all (a subject that names initializing pods), when reserved identities
+// may match too.
+type peerScope struct {
+	namespace string
+	unscoped  bool
+}
+
 // endpointPeers spells fromEndpoints or toEndpoints, scoped as Cilium
 // scopes them: namespace of the policy (clusterwide: every namespace) when
-// the selector names neither namespace nor namespace labels.
-func endpointPeers(selectors []selector, namespace string) []networkingv1.NetworkPolicyPeer {
+// the selector names neither namespace nor namespace labels. Where Cilium
+// adds no namespace requirement and none remains positive, reserved
+// identities (the world, nodes) may match as well: every address.
+func endpointPeers(selectors []selector, scope peerScope) []networkingv1.NetworkPolicyPeer {
 	var out []networkingv1.NetworkPolicyPeer
+	addresses := false
 	for _, s := range selectors {
 		m, ok := s.mapped()
 		if !ok {
@@ -412,11 +457,15 @@ func endpointPeers(selectors []selector, namespace string) []networkingv1.Networ
 		ns := m.namespaces
 		if ns == nil {
 			ns = &metav1.LabelSelector{}
-			if namespace != "" {
-				ns.MatchLabels = map[string]string{corev1.LabelMetadataName: namespace}
+			if scope.namespace != "" && !scope.unscoped {
+				ns.MatchLabels = map[string]string{corev1.LabelMetadataName: scope.namespace}
 			}
 		}
 		out = append(out, networkingv1.NetworkPolicyPeer{NamespaceSelector: ns, PodSelector: m.pods.DeepCopy()})
+		addresses = addresses || (m.unscoped || scope.unscoped) && !m.requiresNamespace
+	}
+	if addresses {
+		out = append(out, everyAddress()...)
 	}
 	return out
 }
@@ -457,14 +506,14 @@ func entityPeers(entities []string) []networkingv1.NetworkPolicyPeer {
 // Cilium reads it: an explicitly empty list selects nothing, and a rule
 // with neither sources nor ports admits nothing), every peer when it names
 // no sources but ports.
-func (r ingressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, bool) {
+func (r ingressRule) peers(scope peerScope) ([]networkingv1.NetworkPolicyPeer, bool) {
 	if explicitlyEmpty(r.FromEndpoints, r.FromNodes, r.FromEntities, r.FromCIDR, r.FromCIDRSet) {
 		return nil, false
 	}
 	if r.FromEndpoints == nil && r.FromNodes == nil && r.FromCIDR == nil && r.FromCIDRSet == nil && r.FromEntities == nil && r.FromGroups == nil {
 		return everything(), r.ToPorts != nil || r.ICMPs != nil
 	}
-	out := endpointPeers(r.FromEndpoints, namespace)
+	out := endpointPeers(r.FromEndpoints, scope)
 	out = append(out, cidrPeers(r.FromCIDR, r.FromCIDRSet)...)
 	out = append(out, entityPeers(r.FromEntities)...)
 	if len(r.FromNodes) > 0 {
@@ -477,7 +526,7 @@ func (r ingressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, 
 }
 
 // peers spells an egress rule's destinations, as for ingress.
-func (r egressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, bool) {
+func (r egressRule) peers(scope peerScope) ([]networkingv1.NetworkPolicyPeer, bool) {
 	if explicitlyEmpty(r.ToEndpoints, r.ToNodes, r.ToEntities, r.ToCIDR, r.ToCIDRSet) {
 		return nil, false
 	}
@@ -485,7 +534,7 @@ func (r egressRule) peers(namespace string) ([]networkingv1.NetworkPolicyPeer, b
 		r.ToServices == nil && r.ToFQDNs == nil && r.ToGroups == nil {
 		return everything(), r.ToPorts != nil || r.ICMPs != nil
 	}
-	out := endpointPeers(r.ToEndpoints, namespace)
+	out := endpointPeers(r.ToEndpoints, scope)
 	out = append(out, cidrPeers(r.ToCIDR, r.ToCIDRSet)...)
 	out = append(out, entityPeers(r.ToEntities)...)
 	if len(r.ToServices) > 0 {
@@ -528,9 +577,13 @@ func ports(rules []portRule, icmp bool) []networkingv1.NetworkPolicyPort {
 			}
 			for _, protocol := range protocols {
 				port := networkingv1.NetworkPolicyPort{Protocol: ptr.To(protocol)}
-				// As Cilium reads it: base 0 (a leading 0 is octal).
+				// As Cilium reads it: an IANA service name (0x10 is one)
+				// is a named port, anything else a number in base 0 (a
+				// leading 0 is octal).
 				number, err := strconv.ParseUint(p.Port, 0, 16)
 				switch {
+				case svcName(p.Port):
+					port.Port = ptr.To(intstr.FromString(strings.ToLower(p.Port)))
 				case p.Port == "" || number == 0 && err == nil:
 				case err != nil:
 					port.Port = ptr.To(intstr.FromString(p.Port))
@@ -546,6 +599,11 @@ func ports(rules []portRule, icmp bool) []networkingv1.NetworkPolicyPort {
 	}
 	return out
 }
+
+// isSvcName is Cilium's (pkg/iana) test of an IANA service name.
+var isSvcName = regexp.MustCompile(`^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$`)
+
+func svcName(s string) bool { return len(s) > 0 && len(s) <= 15 && isSvcName.MatchString(s) }
 
 // withName adds the label every namespace carries.
 func withName(ns analysis.Object) map[string]string {

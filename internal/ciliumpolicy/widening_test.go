@@ -31,7 +31,9 @@ var target = ciliumpolicy.Target{
 	Pods:      []analysis.Object{{Name: "local-ai-0", Labels: map[string]string{"app": "local-ai"}}},
 	Self:      "local-ai",
 	SelfUID:   "u",
-	Own:       map[string]bool{"local-ai-http-nginx": true},
+	Own: map[string]any{"local-ai-http-nginx": map[string]any{
+		"endpointSelector": map[string]any{}, "ingress": []any{map[string]any{"fromEntities": []any{"world"}}},
+	}},
 }
 
 func everyAddress() []networkingv1.NetworkPolicyPeer {
@@ -197,6 +199,15 @@ func TestWideningsReadKeysAndPortsAsCiliumDoes(t *testing.T) {
 			ingress: []networkingv1.NetworkPolicyIngressRule{{From: everyAddress(), Ports: []networkingv1.NetworkPolicyPort{tcpPort(80)}}},
 		},
 		{
+			name: "an IANA service name is a named port, even one that reads as a number elsewhere",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {}, ingress: [{fromEntities: [world], toPorts: [{ports: [{port: "0x10", protocol: TCP}, {port: "HTTP", protocol: TCP}]}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: everyAddress(), Ports: []networkingv1.NetworkPolicyPort{
+				{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString("0x10"))},
+				{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString("http"))},
+			}}},
+		},
+		{
 			name: "dotted and $ reserved keys are reserved: every peer",
 			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
   spec: {endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {"reserved.host": ""}}]}, {fromEndpoints: [{matchLabels: {"$world": ""}}]}]}}`,
@@ -212,8 +223,15 @@ func TestWideningsReadKeysAndPortsAsCiliumDoes(t *testing.T) {
 		{
 			name: "a peer that rules a label out is not narrowed by it (Cilium may not keep the label); a key's value part is dropped",
 			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
-  spec: {endpointSelector: {matchLabels: {"k8s:app=zz": local-ai}}, ingress: [{fromEndpoints: [{matchExpressions: [{key: pod-template-hash, operator: NotIn, values: [a]}, {key: io.kubernetes.pod.namespace, operator: NotIn, values: [x]}]}]}]}}`,
-			ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: &metav1.LabelSelector{}}}}},
+  spec: {endpointSelector: {matchLabels: {"k8s:app=zz": local-ai}}, ingress: [{fromEndpoints: [{matchExpressions: [{key: pod-template-hash, operator: NotIn, values: [a]}, {key: team, operator: In, values: [x]}]}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsIs("ai"),
+				PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{req("team", metav1.LabelSelectorOpIn, "x")}}}}}},
+		},
+		{
+			name: "a peer that names its namespace only to rule one out is unscoped: reserved identities (the world) match too",
+			doc: `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: ai},
+  spec: {endpointSelector: {}, ingress: [{fromEndpoints: [{matchExpressions: [{key: io.kubernetes.pod.namespace, operator: NotIn, values: [x]}]}]}]}}`,
+			ingress: []networkingv1.NetworkPolicyIngressRule{{From: append([]networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: &metav1.LabelSelector{}}}, everyAddress()...)}},
 		},
 	}
 	for _, tt := range tests {
@@ -238,5 +256,26 @@ func TestWideningsReadSpecsAddedToTheTargetsOwnPolicy(t *testing.T) {
 	got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, target)
 	if len(got) != 1 || len(got[0].Ingress) != 1 || !cmp.Equal(got[0].Ingress[0].From, everything()) {
 		t.Errorf("Widenings = %+v, want only the added specs", got)
+	}
+}
+
+// The target's own policy is read when its spec is not the one the
+// operator writes (a repair undone by another writer).
+func TestWideningsReadTheTargetsOwnPolicyWhenItsSpecDiffers(t *testing.T) {
+	own := ciliumObject(t, `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: local-ai-http-nginx, namespace: ai, labels: {app.kubernetes.io/managed-by: isolator},
+  ownerReferences: [{apiVersion: isolation.isolator.dev/v1alpha1, kind: WorkloadIsolation, name: local-ai, uid: u, controller: true}]},
+  spec: {endpointSelector: {}, ingress: [{fromEntities: [world]}, {fromEntities: [cluster]}]}}`)
+	got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, target)
+	if len(got) != 1 || len(got[0].Ingress) != 2 {
+		t.Errorf("Widenings = %+v, want the changed policy read whole", got)
+	}
+	// As the server holds it after a repair, it is left out again.
+	repaired := ciliumObject(t, `{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: local-ai-http-nginx, namespace: ai, labels: {app.kubernetes.io/managed-by: isolator},
+  ownerReferences: [{apiVersion: isolation.isolator.dev/v1alpha1, kind: WorkloadIsolation, name: local-ai, uid: u, controller: true}]},
+  spec: {endpointSelector: {}, ingress: [{fromEntities: [world]}]}}`)
+	withRepair := target
+	withRepair.Current = map[string]*unstructured.Unstructured{"local-ai-http-nginx": &repaired}
+	if got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, withRepair); len(got) != 0 {
+		t.Errorf("Widenings = %+v, want the repaired copy left out", got)
 	}
 }

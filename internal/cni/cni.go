@@ -103,7 +103,16 @@ type Facts struct {
 	ConfigMaps   []ConfigMap
 	APIGroups    []string
 	Applications []Application
+	// CiliumPolicyCRDs names the Cilium policy CRDs installed
+	// (ciliumnetworkpolicies.cilium.io and its clusterwide sibling).
+	CiliumPolicyCRDs []string
 }
+
+// Cilium's policy CRDs, as Facts.CiliumPolicyCRDs names them.
+const (
+	CiliumNetworkPolicyCRD            = "ciliumnetworkpolicies.cilium.io"
+	CiliumClusterwideNetworkPolicyCRD = "ciliumclusterwidenetworkpolicies.cilium.io"
+)
 
 // Result is what Classify concludes.
 type Result struct {
@@ -133,6 +142,10 @@ type Result struct {
 	// enforces without them.
 	CiliumEndpoints bool
 	EndpointsNote   string
+	// CiliumPolicyCRDs names the Cilium policy CRDs installed now, sorted:
+	// a change re-evaluates every WorkloadIsolation like any other change
+	// of the classification.
+	CiliumPolicyCRDs []string
 }
 
 // EvidenceString joins the evidence for display.
@@ -177,6 +190,14 @@ type component struct {
 //     engine's CRDs without its agent, an enforcer whose agents are not
 //     ready); an enforcer whose agents are not ready gives the reason then.
 func Classify(f Facts) Result {
+	r := classify(f)
+	if len(f.CiliumPolicyCRDs) > 0 {
+		r.CiliumPolicyCRDs = slices.Sorted(slices.Values(f.CiliumPolicyCRDs))
+	}
+	return r
+}
+
+func classify(f Facts) Result {
 	comps := components(f)
 	if len(comps) == 0 {
 		return Result{

@@ -1,6 +1,7 @@
 package cni_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -467,5 +468,19 @@ func TestCiliumL7NeedsItsEnvoyReady(t *testing.T) {
 				t.Errorf("Enforces = %s: Envoy decides L7 only", got.Enforces)
 			}
 		})
+	}
+}
+
+// The installed Cilium policy CRDs are part of the classification, so that
+// their arrival re-evaluates every WorkloadIsolation.
+func TestClassifyNamesCiliumPolicyCRDs(t *testing.T) {
+	without := cni.Classify(cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS}})
+	with := cni.Classify(cni.Facts{DaemonSets: []cni.DaemonSet{ciliumDS},
+		CiliumPolicyCRDs: []string{cni.CiliumClusterwideNetworkPolicyCRD, cni.CiliumNetworkPolicyCRD}})
+	if len(without.CiliumPolicyCRDs) != 0 {
+		t.Errorf("CiliumPolicyCRDs = %v without CRDs", without.CiliumPolicyCRDs)
+	}
+	if want := []string{cni.CiliumClusterwideNetworkPolicyCRD, cni.CiliumNetworkPolicyCRD}; !slices.Equal(with.CiliumPolicyCRDs, want) {
+		t.Errorf("CiliumPolicyCRDs = %v, want %v", with.CiliumPolicyCRDs, want)
 	}
 }

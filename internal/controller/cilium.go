@@ -72,6 +72,23 @@ func (r *WorkloadIsolationReconciler) ciliumWidenings(ctx context.Context, wi *i
 	return admin, unanalysed, nil
 }
 
+// unreadCiliumPolicies names the Cilium policy kinds whose CRD the CNI
+// detector sees installed now, on Cilium, but that the operator does not
+// read: they were not served when it started (it looks for them once).
+func (r *WorkloadIsolationReconciler) unreadCiliumPolicies(c *cni.Result) []string {
+	if c == nil || !isCilium(c.Name) {
+		return nil
+	}
+	var out []string
+	if !r.CiliumPolicies && slices.Contains(c.CiliumPolicyCRDs, cni.CiliumNetworkPolicyCRD) {
+		out = append(out, "CiliumNetworkPolicies (served now, not when the operator started; restart the operator)")
+	}
+	if !r.clusterwideCilium && slices.Contains(c.CiliumPolicyCRDs, cni.CiliumClusterwideNetworkPolicyCRD) {
+		out = append(out, "CiliumClusterwideNetworkPolicies (served now, not when the operator started; restart the operator)")
+	}
+	return out
+}
+
 // ownersChanged lets through updates that change an object's owner
 // references: what makes a generated object the operator's.
 func ownersChanged() predicate.Funcs {
@@ -230,14 +247,15 @@ func orUnknown(name string) string {
 }
 
 // syncCilium keeps wi's CiliumNetworkPolicies as desired: it creates the
-// missing ones, repairs those it owns that drifted (a forced server-side
-// apply of the operator's fields, with a resourceVersion precondition), deletes
-// those it owns that are no longer desired, and never modifies or deletes one
-// it does not own. It reads each object it desires or that status lists,
-// directly from the API server (they are few: one per resource at most). It
-// returns the references of the objects in place.
+// missing ones, repairs those it owns that drifted (a whole-object update
+// with a resourceVersion precondition), deletes those it owns that are no
+// longer desired, and never modifies or deletes one it does not own. It
+// reads each object it desires, that status lists or that the cache holds
+// as wi's, directly from the API server (they are few). It returns the
+// references of the objects in place, and those objects as the server
+// holds them after the sync.
 func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	desired []*unstructured.Unstructured) ([]isolationv1alpha1.PolicyReference, *status.Failure, error) {
+	desired []*unstructured.Unstructured) ([]isolationv1alpha1.PolicyReference, map[string]*unstructured.Unstructured, *status.Failure, error) {
 	names := map[string]*unstructured.Unstructured{}
 	for _, d := range desired {
 		names[d.GetName()] = d
@@ -255,7 +273,7 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 		cached := &unstructured.UnstructuredList{}
 		cached.SetGroupVersionKind(ciliumpolicy.GVK.GroupVersion().WithKind(ciliumpolicy.Kind + "List"))
 		if err := r.ciliumPolicies.List(ctx, cached, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, fmt.Errorf("listing CiliumNetworkPolicies: %w", err)
+			return nil, nil, nil, fmt.Errorf("listing CiliumNetworkPolicies: %w", err)
 		}
 		for i := range cached.Items {
 			if _, ok := names[cached.Items[i].GetName()]; !ok && ownsObject(&cached.Items[i], wi) {
@@ -264,6 +282,7 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 		}
 	}
 	var refs []isolationv1alpha1.PolicyReference
+	inPlace := map[string]*unstructured.Unstructured{}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		want := names[name]
 		have := &unstructured.Unstructured{}
@@ -271,26 +290,29 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: wi.Namespace, Name: name}, have)
 		found := err == nil
 		if err != nil && !kerrors.IsNotFound(err) {
-			return refs, nil, fmt.Errorf("reading CiliumNetworkPolicy %s: %w", name, err)
+			return refs, inPlace, nil, fmt.Errorf("reading CiliumNetworkPolicy %s: %w", name, err)
 		}
 		owned := found && ownsObject(have, wi)
 		switch {
 		case want == nil && owned:
 			uid, rv := have.GetUID(), have.GetResourceVersion()
 			if err := r.Delete(ctx, have, client.Preconditions{UID: &uid, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil {
-				return refs, nil, fmt.Errorf("deleting CiliumNetworkPolicy %s: %w", name, err)
+				return refs, inPlace, nil, fmt.Errorf("deleting CiliumNetworkPolicy %s: %w", name, err)
 			}
 		case want == nil:
 		case found && !owned:
-			return refs, &status.Failure{Reason: isolationv1alpha1.ReasonNameConflict, Stalled: true, Message: fmt.Sprintf(
+			return refs, inPlace, &status.Failure{Reason: isolationv1alpha1.ReasonNameConflict, Stalled: true, Message: fmt.Sprintf(
 				"CiliumNetworkPolicy %s/%s exists and was not created by this WorkloadIsolation; it is left untouched. Rename the WorkloadIsolation or remove that object", wi.Namespace, name)}, nil
 		case !found:
-			if err := r.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
-				return refs, nil, fmt.Errorf("creating CiliumNetworkPolicy %s: %w", name, err)
+			created := want.DeepCopy()
+			if err := r.Create(ctx, created, client.FieldOwner(FieldOwner)); err != nil {
+				return refs, inPlace, nil, fmt.Errorf("creating CiliumNetworkPolicy %s: %w", name, err)
 			}
 			refs = append(refs, isolationv1alpha1.PolicyReference{Kind: ciliumpolicy.Kind, Name: name})
+			inPlace[name] = created
 		default:
 			refs = append(refs, isolationv1alpha1.PolicyReference{Kind: ciliumpolicy.Kind, Name: name})
+			inPlace[name] = have
 			if upToDate(have, want) {
 				continue
 			}
@@ -307,20 +329,33 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 			}
 			maps.Copy(labels, want.GetLabels())
 			repaired.SetLabels(labels)
-			repaired.SetOwnerReferences(want.GetOwnerReferences())
+			repaired.SetOwnerReferences(mergeOwners(want.GetOwnerReferences(), have.GetOwnerReferences()))
 			if err := r.Update(ctx, repaired, client.FieldOwner(FieldOwner)); err != nil {
-				return refs, nil, fmt.Errorf("repairing CiliumNetworkPolicy %s: %w", name, err)
+				return refs, inPlace, nil, fmt.Errorf("repairing CiliumNetworkPolicy %s: %w", name, err)
 			}
+			inPlace[name] = repaired
 			// What the server keeps must be what was meant: anything that
 			// rewrites it again (an admission policy, another writer)
 			// would otherwise be fought on every reconcile.
 			if after := repaired; !upToDate(after, want) {
-				return refs, &status.Failure{Reason: isolationv1alpha1.ReasonNotConverged, Message: fmt.Sprintf(
+				return refs, inPlace, &status.Failure{Reason: isolationv1alpha1.ReasonNotConverged, Message: fmt.Sprintf(
 					"CiliumNetworkPolicy %s/%s still differs after its repair: something rewrites it; the operator backs off", wi.Namespace, name)}, nil
 			}
 		}
 	}
-	return refs, nil, nil
+	return refs, inPlace, nil, nil
+}
+
+// mergeOwners is the operator's owner references and the others' that
+// control nothing.
+func mergeOwners(ours, theirs []metav1.OwnerReference) []metav1.OwnerReference {
+	out := slices.Clone(ours)
+	for _, ref := range theirs {
+		if (ref.Controller == nil || !*ref.Controller) && !slices.ContainsFunc(out, func(o metav1.OwnerReference) bool { return o.UID == ref.UID }) {
+			out = append(out, ref)
+		}
+	}
+	return out
 }
 
 // ownsObject: controlled by wi (its UID), and the owner label, if any, names

@@ -183,6 +183,9 @@ func (d *CNIDetector) facts(ctx context.Context) (cni.Facts, error) {
 		return f, fmt.Errorf("listing CRDs: %w", err)
 	}
 	for _, crd := range crds.Items {
+		if crd.Name == cni.CiliumNetworkPolicyCRD || crd.Name == cni.CiliumClusterwideNetworkPolicyCRD {
+			f.CiliumPolicyCRDs = append(f.CiliumPolicyCRDs, crd.Name)
+		}
 		if _, group, ok := strings.Cut(crd.Name, "."); ok && !slices.Contains(f.APIGroups, group) {
 			f.APIGroups = append(f.APIGroups, group)
 		}

@@ -318,12 +318,15 @@ var _ = Describe("Cilium's API served after the operator started", Ordered, func
 		// No Cilium policy can exist yet.
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionTrue, isolationv1alpha1.ReasonOnlyDeclaredSources))
-		_, err := envtest.InstallCRDs(cc.cp.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join(ciliumCRDs, "ciliumnetworkpolicies.yaml")}})
+		// Nothing else changes: the CRDs' arrival alone re-evaluates.
+		_, err := envtest.InstallCRDs(cc.cp.Config, envtest.CRDInstallOptions{Paths: []string{
+			filepath.Join(ciliumCRDs, "ciliumnetworkpolicies.yaml"), filepath.Join(ciliumCRDs, "ciliumclusterwidenetworkpolicies.yaml")}})
 		Expect(err).NotTo(HaveOccurred())
-		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].Name = "gateway" })
 		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
 			haveCondition(isolationv1alpha1.ConditionIsolated, metav1.ConditionFalse, isolationv1alpha1.ReasonUnanalysedPolicies),
-			WithTransform(conditionMessage(isolationv1alpha1.ConditionIsolated), ContainSubstring("restart the operator")),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionIsolated), And(
+				ContainSubstring("CiliumNetworkPolicies (served now, not when the operator started; restart the operator)"),
+				ContainSubstring("CiliumClusterwideNetworkPolicies"))),
 		))
 	})
 })

@@ -102,7 +102,6 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// agents' status writes change nothing the operator reads.
 	specOrMetadata := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
 		ownersChanged()))
-	r.mapper = mgr.GetRESTMapper()
 	if r.CiliumPolicies = ciliumServed(mgr.GetRESTMapper()); r.CiliumPolicies {
 		r.ciliumPolicies = mgr.GetCache()
 		cnp := &unstructured.Unstructured{}

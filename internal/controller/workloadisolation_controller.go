@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
@@ -85,8 +84,6 @@ type WorkloadIsolationReconciler struct {
 	clusterwideCilium bool
 	// ciliumPolicies reads Cilium's policies from the manager's cache.
 	ciliumPolicies client.Reader
-	// mapper tells which APIs the cluster serves now.
-	mapper meta.RESTMapper
 	// ciliumEndpoints is true when CiliumEndpoint is served; endpoints
 	// reads them from the manager's cache (the client would read
 	// unstructured objects from the API server).
@@ -262,6 +259,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		writtenCilium = nil
 	}
 	var ciliumRefs []isolationv1alpha1.PolicyReference
+	var ciliumInPlace map[string]*unstructured.Unstructured
 	var ciliumFailure *status.Failure
 	switch {
 	case res.failure != nil || syncErr != nil:
@@ -270,7 +268,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		// the target its name resolution.
 		ciliumRefs = ciliumReferences(wi.Status.Policies)
 	case r.APIReader != nil && r.CiliumPolicies:
-		ciliumRefs, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium)
+		ciliumRefs, ciliumInPlace, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium)
 	}
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		status.SetPolicies(&wi.Status, append(references(desired), unstructuredReferences(desiredCilium)...))
@@ -304,19 +302,19 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		outcome.Guard.Dataplane = admin.layer
 	}
 	ns := namespaceObject(namespaces, wi.Namespace)
-	own := map[string]bool{}
-	for _, ref := range ciliumRefs {
-		own[ref.Name] = true
+	// The target's own policies as the sync left them, and what they
+	// should say: a spec that differs (a repair undone) is read.
+	own := map[string]any{}
+	for _, d := range writtenCilium {
+		own[d.GetName()] = d.Object["spec"]
 	}
-	cilium, unanalysed, err := r.ciliumWidenings(ctx, wi, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID, Own: own})
+	cilium, unanalysed, err := r.ciliumWidenings(ctx, wi, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID,
+		Own: own, Current: ciliumInPlace})
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
 	outcome.UnanalysedPolicies = unanalysed
-	if !r.CiliumPolicies && outcome.CNI != nil && isCilium(outcome.CNI.Name) && r.mapper != nil && ciliumServed(r.mapper) {
-		outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies,
-			"Cilium's own policies (CiliumNetworkPolicy is served now but was not when the operator started; restart the operator)")
-	}
+	outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies, r.unreadCiliumPolicies(outcome.CNI)...)
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
 		append(adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: ns, Pods: pods}), cilium...))
 	if r.admin.served.ClusterNetworkPolicyOtherVersion {

@@ -205,6 +205,15 @@ func TestWideningsNeverMissWhatCiliumAdmits(t *testing.T) {
 	if err := labelsfilter.ParseLabelPrefixCfg(slog.New(slog.DiscardHandler), nil, nil, ""); err != nil {
 		t.Fatal(err)
 	}
+	// With a cluster name, Cilium adds its cluster to every peer, which
+	// reserved identities lack; without one (policy-default-local-cluster
+	// off), unscoped peers match the world and the nodes too.
+	for _, cluster := range []string{clusterName, ""} {
+		t.Run("cluster "+cluster, func(t *testing.T) { wideningsNeverMiss(t, cluster) })
+	}
+}
+
+func wideningsNeverMiss(t *testing.T, cluster string) {
 	const scenarios = 1500
 	r := rand.New(rand.NewPCG(7, 11))
 	var checked, ciliumAdmits, extra, misses, rejected, selected int
@@ -232,7 +241,7 @@ func TestWideningsNeverMissWhatCiliumAdmits(t *testing.T) {
 			u.SetKind("CiliumNetworkPolicy")
 			u.SetNamespace("target")
 		}
-		rules, err := parseAny(u)
+		rules, err := parseAny(u, cluster)
 		if err != nil {
 			rejected++
 			continue
@@ -295,8 +304,8 @@ func TestWideningsNeverMissWhatCiliumAdmits(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d scenarios (%d rejected by Cilium's sanitation), %d rule-subject pairs, %d peer checks: Cilium admits %d, all read; the analysis admits %d more (rounded up); %d missed",
-		scenarios, rejected, selected, checked, ciliumAdmits, extra, misses)
+	t.Logf("cluster %q: %d scenarios (%d rejected by Cilium's sanitation), %d rule-subject pairs, %d peer checks: Cilium admits %d, all read; the analysis admits %d more (rounded up); %d missed",
+		cluster, scenarios, rejected, selected, checked, ciliumAdmits, extra, misses)
 	if selected < scenarios/4 {
 		t.Errorf("only %d rule-subject pairs: the generator selects too few target pods to say anything", selected)
 	}
@@ -304,7 +313,7 @@ func TestWideningsNeverMissWhatCiliumAdmits(t *testing.T) {
 
 // parseAny runs the agent's parser on a CiliumNetworkPolicy or a
 // CiliumClusterwideNetworkPolicy.
-func parseAny(u unstructured.Unstructured) (api.Rules, error) {
+func parseAny(u unstructured.Unstructured, cluster string) (api.Rules, error) {
 	data, err := json.Marshal(u.Object)
 	if err != nil {
 		return nil, err
@@ -314,11 +323,11 @@ func parseAny(u unstructured.Unstructured) (api.Rules, error) {
 		if err := json.Unmarshal(data, ccnp); err != nil {
 			return nil, err
 		}
-		return ccnp.Parse(slog.New(slog.DiscardHandler), clusterName)
+		return ccnp.Parse(slog.New(slog.DiscardHandler), cluster)
 	}
 	cnp := &ciliumv2.CiliumNetworkPolicy{}
 	if err := json.Unmarshal(data, cnp); err != nil {
 		return nil, err
 	}
-	return cnp.Parse(slog.New(slog.DiscardHandler), clusterName)
+	return cnp.Parse(slog.New(slog.DiscardHandler), cluster)
 }
