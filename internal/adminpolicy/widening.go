@@ -6,7 +6,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	anpv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
@@ -133,7 +132,7 @@ func SelectsNamespace(namespaces *metav1.LabelSelector, pods *podPeer, ns analys
 	if pods != nil {
 		namespaces = &pods.namespaces
 	}
-	return namespaces == nil || matches(namespaces, withName(ns))
+	return namespaces == nil || analysis.Matches(namespaces, analysis.NamespaceLabels(ns))
 }
 
 // ANPSelectsNamespace and CNPSelectsNamespace are SelectsNamespace for
@@ -157,27 +156,15 @@ func (t Target) selected(namespaces *metav1.LabelSelector, pods *podPeer) bool {
 	if pods != nil {
 		namespaces, podSel = &pods.namespaces, &pods.pods
 	}
-	if !matches(namespaces, withName(t.Namespace)) {
+	if !analysis.Matches(namespaces, analysis.NamespaceLabels(t.Namespace)) {
 		return false
 	}
 	for _, p := range t.Pods {
-		if matches(podSel, p.Labels) {
+		if analysis.Matches(podSel, p.Labels) {
 			return true
 		}
 	}
 	return false
-}
-
-// withName adds the label every namespace carries.
-func withName(ns analysis.Object) map[string]string {
-	out := labels.Merge(ns.Labels, labels.Set{corev1.LabelMetadataName: ns.Name})
-	return out
-}
-
-// matches evaluates a selector; one that cannot be parsed matches.
-func matches(sel *metav1.LabelSelector, set map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	return err != nil || s.Matches(labels.Set(set))
 }
 
 func anpPodsOf(p *anpv1alpha1.NamespacedPod) *podPeer {

@@ -61,8 +61,10 @@ import (
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 )
 
@@ -80,6 +82,19 @@ type Object struct {
 // for both directions (see BenchmarkAnalyzeMaxSize), so the default leaves
 // room for about six times that.
 const DefaultBudget = 2_000_000
+
+// NamespaceLabels are ns's labels with the one every namespace carries,
+// kubernetes.io/metadata.name set to its name.
+func NamespaceLabels(ns Object) map[string]string {
+	return labels.Merge(ns.Labels, labels.Set{corev1.LabelMetadataName: ns.Name})
+}
+
+// Matches evaluates a label selector on a label set; one that cannot be
+// parsed matches (what cannot be read is assumed to select).
+func Matches(sel *metav1.LabelSelector, set map[string]string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	return err != nil || s.Matches(labels.Set(set))
+}
 
 // Input is what Analyze needs.
 type Input struct {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
@@ -91,7 +92,7 @@ func dnsVisibility(in *intent.Intent) ([]any, error) {
 		ports = append(ports, port)
 	}
 	toPorts := func() []any {
-		return []any{map[string]any{"ports": deepCopy(ports), "rules": map[string]any{"dns": []any{map[string]any{"matchPattern": "*"}}}}}
+		return []any{map[string]any{"ports": runtime.DeepCopyJSONValue(ports), "rules": map[string]any{"dns": []any{map[string]any{"matchPattern": "*"}}}}}
 	}
 	hostAddresses := map[string]bool{}
 	for _, a := range dns.HostAddresses() {
@@ -123,9 +124,4 @@ func dnsVisibility(in *intent.Intent) ([]any, error) {
 		return nil, fmt.Errorf("DNS preset %s lists no destinations", dns.Preset)
 	}
 	return out, nil
-}
-
-func deepCopy(in []any) []any {
-	u := unstructured.Unstructured{Object: map[string]any{"l": in}}
-	return u.DeepCopy().Object["l"].([]any)
 }

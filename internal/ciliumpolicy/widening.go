@@ -1,7 +1,6 @@
 package ciliumpolicy
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -12,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -166,12 +165,13 @@ func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (o
 		}
 		selected := false
 		for _, r := range rules {
-			if !t.selects(r, namespace) {
+			subject, ok := t.selects(r, namespace)
+			if !ok {
 				continue
 			}
 			selected = true
 			scope := peerScope{namespace: namespace}
-			if r.EndpointSelector.mentionsInit() {
+			if subject.mentionsInit {
 				// Cilium scopes no peer of a rule whose subject names
 				// initializing pods: reserved identities match too.
 				scope = peerScope{unscoped: true}
@@ -222,30 +222,18 @@ func generatedBy(u *unstructured.Unstructured) (string, bool) {
 // rulesOf reads spec and specs; of the target's own policy only specs,
 // which the operator never writes (someone else added them).
 func rulesOf(u *unstructured.Unstructured, own bool) ([]rule, error) {
-	var out []rule
-	if spec, ok := u.Object["spec"]; ok && spec != nil && !own {
-		var r rule
-		if err := convert(spec, &r); err != nil {
-			return nil, fmt.Errorf("spec: %w", err)
-		}
-		out = append(out, r)
+	var doc struct {
+		Spec  *rule  `json:"spec,omitempty"`
+		Specs []rule `json:"specs,omitempty"`
 	}
-	if specs, ok := u.Object["specs"]; ok && specs != nil {
-		var rs []rule
-		if err := convert(specs, &rs); err != nil {
-			return nil, fmt.Errorf("specs: %w", err)
-		}
-		out = append(out, rs...)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &doc); err != nil {
+		return nil, err
+	}
+	out := doc.Specs
+	if doc.Spec != nil && !own {
+		out = append([]rule{*doc.Spec}, out...)
 	}
 	return out, nil
-}
-
-func convert(in, out any) error {
-	data, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(data, out)
 }
 
 // selects reports whether a rule's endpointSelector may select a target
@@ -253,28 +241,28 @@ func convert(in, out any) error {
 // selects no pod, except reserved:init (pods being set up). A
 // CiliumNetworkPolicy selects only pods of its namespace, whatever its
 // selector says of namespaces.
-func (t Target) selects(r rule, namespace string) bool {
+func (t Target) selects(r rule, namespace string) (mappedSelector, bool) {
 	if r.EndpointSelector == nil {
-		return false
+		return mappedSelector{}, false
 	}
 	m, ok := r.EndpointSelector.mapping(true)
 	if !ok {
 		// A reserved label selects no pod (init: pods being set up); a
 		// selector that is no Kubernetes selector may select any.
-		return m.initPods || !m.reserved
+		return m, m.initPods || !m.reserved
 	}
 	if namespace != "" && namespace != t.Namespace.Name {
-		return false
+		return m, false
 	}
-	if namespace == "" && m.namespaces != nil && !matches(m.namespaces, withName(t.Namespace)) {
-		return false
+	if namespace == "" && m.namespaces != nil && !analysis.Matches(m.namespaces, analysis.NamespaceLabels(t.Namespace)) {
+		return m, false
 	}
 	for _, p := range t.Pods {
-		if matches(&m.pods, p.Labels) {
-			return true
+		if analysis.Matches(&m.pods, p.Labels) {
+			return m, true
 		}
 	}
-	return false
+	return m, false
 }
 
 // mappedSelector is an endpoint selector in NetworkPolicy terms.
@@ -401,12 +389,6 @@ func (s selector) mapping(subject bool) (mappedSelector, bool) {
 		}
 	}
 	return m, true
-}
-
-// mentionsInit reports whether the selector names reserved:init.
-func (s *selector) mentionsInit() bool {
-	m, _ := s.mapping(true)
-	return m.mentionsInit
 }
 
 // addRequirement adds r to s (made when nil), or only makes s when drop.
@@ -604,14 +586,3 @@ func ports(rules []portRule, icmp bool) []networkingv1.NetworkPolicyPort {
 var isSvcName = regexp.MustCompile(`^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$`)
 
 func svcName(s string) bool { return len(s) > 0 && len(s) <= 15 && isSvcName.MatchString(s) }
-
-// withName adds the label every namespace carries.
-func withName(ns analysis.Object) map[string]string {
-	return labels.Merge(ns.Labels, labels.Set{corev1.LabelMetadataName: ns.Name})
-}
-
-// matches evaluates a selector; one that cannot be parsed matches.
-func matches(sel *metav1.LabelSelector, set map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	return err != nil || s.Matches(labels.Set(set))
-}

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -35,31 +36,33 @@ import (
 // CiliumEndpoints say which pods Cilium polices.
 // +kubebuilder:rbac:groups=cilium.io,resources=ciliumendpoints,verbs=list;watch
 
-// ciliumServed reports whether the cluster serves CiliumNetworkPolicy.
-func ciliumServed(mapper meta.RESTMapper) bool {
-	_, err := mapper.RESTMapping(ciliumpolicy.GVK.GroupKind(), ciliumpolicy.GVK.Version)
+// served reports whether the cluster serves gvk.
+func served(mapper meta.RESTMapper, gvk schema.GroupVersionKind) bool {
+	_, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	return err == nil
 }
 
-// clusterwideServed reports whether the cluster serves
-// CiliumClusterwideNetworkPolicy.
-func clusterwideServed(mapper meta.RESTMapper) bool {
-	_, err := mapper.RESTMapping(ciliumpolicy.ClusterwideGVK.GroupKind(), ciliumpolicy.ClusterwideGVK.Version)
-	return err == nil
+// namespaceCiliumPolicies lists the CiliumNetworkPolicies of namespace
+// from the cache, read-only; none where Cilium's API is not read.
+func (r *WorkloadIsolationReconciler) namespaceCiliumPolicies(ctx context.Context, namespace string) ([]unstructured.Unstructured, error) {
+	if !r.CiliumPolicies || r.ciliumPolicies == nil {
+		return nil, nil
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(ciliumpolicy.GVK.GroupVersion().WithKind(ciliumpolicy.Kind + "List"))
+	if err := r.ciliumPolicies.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing CiliumNetworkPolicies: %w", err)
+	}
+	return list.Items, nil
 }
 
-// ciliumWidenings reads the Cilium policies that may widen wi's isolation
-// from the cache (the CiliumNetworkPolicies of the namespace, every
-// CiliumClusterwideNetworkPolicy) and spells them for the analysis; those
-// it cannot read are named as unanalysed.
-func (r *WorkloadIsolationReconciler) ciliumWidenings(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation, t ciliumpolicy.Target) ([]analysis.AdminPolicy, []string, error) {
+// ciliumWidenings spells for the analysis the Cilium policies that may
+// widen wi's isolation: those of its namespace (namespaced, from
+// namespaceCiliumPolicies) and every CiliumClusterwideNetworkPolicy in the
+// cache; those it cannot read are named as unanalysed.
+func (r *WorkloadIsolationReconciler) ciliumWidenings(ctx context.Context, namespaced []unstructured.Unstructured, t ciliumpolicy.Target) ([]analysis.AdminPolicy, []string, error) {
 	if !r.CiliumPolicies || r.ciliumPolicies == nil {
 		return nil, nil, nil
-	}
-	namespaced := &unstructured.UnstructuredList{}
-	namespaced.SetGroupVersionKind(ciliumpolicy.GVK.GroupVersion().WithKind(ciliumpolicy.Kind + "List"))
-	if err := r.ciliumPolicies.List(ctx, namespaced, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, nil, fmt.Errorf("listing CiliumNetworkPolicies: %w", err)
 	}
 	clusterwide := &unstructured.UnstructuredList{}
 	if r.clusterwideCilium {
@@ -68,7 +71,7 @@ func (r *WorkloadIsolationReconciler) ciliumWidenings(ctx context.Context, wi *i
 			return nil, nil, fmt.Errorf("listing CiliumClusterwideNetworkPolicies: %w", err)
 		}
 	}
-	admin, unanalysed := ciliumpolicy.Widenings(namespaced.Items, clusterwide.Items, t)
+	admin, unanalysed := ciliumpolicy.Widenings(namespaced, clusterwide.Items, t)
 	return admin, unanalysed, nil
 }
 
@@ -95,12 +98,6 @@ func ownersChanged() predicate.Funcs {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return !apierrors.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
 	}}
-}
-
-// endpointsServed reports whether the cluster serves CiliumEndpoint.
-func endpointsServed(mapper meta.RESTMapper) bool {
-	_, err := mapper.RESTMapping(ciliumpolicy.EndpointGVK.GroupKind(), ciliumpolicy.EndpointGVK.Version)
-	return err == nil
 }
 
 // coverage says which of the target pods Cilium polices, from the
@@ -250,12 +247,13 @@ func orUnknown(name string) string {
 // missing ones, repairs those it owns that drifted (a whole-object update
 // with a resourceVersion precondition), deletes those it owns that are no
 // longer desired, and never modifies or deletes one it does not own. It
-// reads each object it desires, that status lists or that the cache holds
-// as wi's, directly from the API server (they are few). It returns the
+// reads each object it desires, that status lists or that cached (the
+// namespace's, from the cache) holds as wi's, directly from the API server
+// (they are few). It returns the
 // references of the objects in place, and those objects as the server
 // holds them after the sync.
 func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolationv1alpha1.WorkloadIsolation,
-	desired []*unstructured.Unstructured) ([]isolationv1alpha1.PolicyReference, map[string]*unstructured.Unstructured, *status.Failure, error) {
+	desired []*unstructured.Unstructured, cached []unstructured.Unstructured) ([]isolationv1alpha1.PolicyReference, map[string]*unstructured.Unstructured, *status.Failure, error) {
 	names := map[string]*unstructured.Unstructured{}
 	for _, d := range desired {
 		names[d.GetName()] = d
@@ -269,16 +267,9 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 	}
 	// What status no longer lists (a sync cut short) is still found
 	// among the cached policies wi owns.
-	if r.ciliumPolicies != nil {
-		cached := &unstructured.UnstructuredList{}
-		cached.SetGroupVersionKind(ciliumpolicy.GVK.GroupVersion().WithKind(ciliumpolicy.Kind + "List"))
-		if err := r.ciliumPolicies.List(ctx, cached, client.InNamespace(wi.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, nil, fmt.Errorf("listing CiliumNetworkPolicies: %w", err)
-		}
-		for i := range cached.Items {
-			if _, ok := names[cached.Items[i].GetName()]; !ok && ownsObject(&cached.Items[i], wi) {
-				names[cached.Items[i].GetName()] = nil
-			}
+	for i := range cached {
+		if _, ok := names[cached[i].GetName()]; !ok && ownsObject(&cached[i], wi) {
+			names[cached[i].GetName()] = nil
 		}
 	}
 	var refs []isolationv1alpha1.PolicyReference

@@ -102,7 +102,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// agents' status writes change nothing the operator reads.
 	specOrMetadata := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
 		ownersChanged()))
-	if r.CiliumPolicies = ciliumServed(mgr.GetRESTMapper()); r.CiliumPolicies {
+	if r.CiliumPolicies = served(mgr.GetRESTMapper(), ciliumpolicy.GVK); r.CiliumPolicies {
 		r.ciliumPolicies = mgr.GetCache()
 		cnp := &unstructured.Unstructured{}
 		cnp.SetGroupVersionKind(ciliumpolicy.GVK)
@@ -110,7 +110,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
 		}), specOrMetadata)
 		// CiliumEndpoints say which target pods Cilium polices.
-		if r.ciliumEndpoints = endpointsServed(mgr.GetRESTMapper()); r.ciliumEndpoints {
+		if r.ciliumEndpoints = served(mgr.GetRESTMapper(), ciliumpolicy.EndpointGVK); r.ciliumEndpoints {
 			r.endpoints = mgr.GetCache()
 			cep := &unstructured.Unstructured{}
 			cep.SetGroupVersionKind(ciliumpolicy.EndpointGVK)
@@ -118,7 +118,7 @@ func (r *WorkloadIsolationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return mapNamespace(ctx, mgr.GetClient(), obj.GetNamespace())
 			}), builder.WithPredicates(endpointChanged()))
 		}
-		if r.clusterwideCilium = clusterwideServed(mgr.GetRESTMapper()); r.clusterwideCilium {
+		if r.clusterwideCilium = served(mgr.GetRESTMapper(), ciliumpolicy.ClusterwideGVK); r.clusterwideCilium {
 			ccnp := &unstructured.Unstructured{}
 			ccnp.SetGroupVersionKind(ciliumpolicy.ClusterwideGVK)
 			b = b.Watches(ccnp, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {

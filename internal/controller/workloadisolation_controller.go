@@ -258,6 +258,10 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		writtenCilium = nil
 	}
+	cachedCilium, err := r.namespaceCiliumPolicies(ctx, wi.Namespace)
+	if err != nil {
+		return withTransient(outcome, errors.Join(syncErr, err))
+	}
 	var ciliumRefs []isolationv1alpha1.PolicyReference
 	var ciliumInPlace map[string]*unstructured.Unstructured
 	var ciliumFailure *status.Failure
@@ -268,7 +272,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		// the target its name resolution.
 		ciliumRefs = ciliumReferences(wi.Status.Policies)
 	case r.APIReader != nil && r.CiliumPolicies:
-		ciliumRefs, ciliumInPlace, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium)
+		ciliumRefs, ciliumInPlace, ciliumFailure, syncErr = r.syncCilium(ctx, wi, writtenCilium, cachedCilium)
 	}
 	if outcome.Mode == isolationv1alpha1.ModeAudit {
 		status.SetPolicies(&wi.Status, append(references(desired), unstructuredReferences(desiredCilium)...))
@@ -308,7 +312,7 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 	for _, d := range writtenCilium {
 		own[d.GetName()] = d.Object["spec"]
 	}
-	cilium, unanalysed, err := r.ciliumWidenings(ctx, wi, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID,
+	cilium, unanalysed, err := r.ciliumWidenings(ctx, cachedCilium, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID,
 		Own: own, Current: ciliumInPlace})
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
