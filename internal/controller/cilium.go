@@ -75,6 +75,18 @@ func (r *WorkloadIsolationReconciler) ciliumWidenings(ctx context.Context, names
 	return admin, unanalysed, nil
 }
 
+// ciliumTarget is what the Cilium analysis of wi needs: its namespace and
+// pods, its own policies as the sync left them (inPlace), and what they
+// should say (written): one whose spec differs, a repair undone, is read.
+func ciliumTarget(wi *isolationv1alpha1.WorkloadIsolation, ns analysis.Object, pods []analysis.Object,
+	written []*unstructured.Unstructured, inPlace map[string]*unstructured.Unstructured) ciliumpolicy.Target {
+	own := make(map[string]any, len(written))
+	for _, d := range written {
+		own[d.GetName()] = d.Object["spec"]
+	}
+	return ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID, Own: own, Current: inPlace}
+}
+
 // unreadCiliumPolicies names the Cilium policy kinds whose CRD the CNI
 // detector sees installed now, on Cilium, but that the operator does not
 // read: they were not served when it started (it looks for them once).

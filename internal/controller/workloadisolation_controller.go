@@ -25,7 +25,6 @@ import (
 	isolationv1alpha1 "github.com/isolator-dev/isolator/api/v1alpha1"
 	"github.com/isolator-dev/isolator/internal/adminpolicy"
 	"github.com/isolator-dev/isolator/internal/analysis"
-	"github.com/isolator-dev/isolator/internal/ciliumpolicy"
 	"github.com/isolator-dev/isolator/internal/intent"
 	"github.com/isolator-dev/isolator/internal/policy"
 	"github.com/isolator-dev/isolator/internal/preset"
@@ -306,19 +305,12 @@ func (r *WorkloadIsolationReconciler) reconcile(ctx context.Context, wi *isolati
 		outcome.Guard.Dataplane = admin.layer
 	}
 	ns := namespaceObject(namespaces, wi.Namespace)
-	// The target's own policies as the sync left them, and what they
-	// should say: a spec that differs (a repair undone) is read.
-	own := map[string]any{}
-	for _, d := range writtenCilium {
-		own[d.GetName()] = d.Object["spec"]
-	}
-	cilium, unanalysed, err := r.ciliumWidenings(ctx, cachedCilium, ciliumpolicy.Target{Namespace: ns, Pods: pods, Self: wi.Name, SelfUID: wi.UID,
-		Own: own, Current: ciliumInPlace})
+	cilium, unanalysed, err := r.ciliumWidenings(ctx, cachedCilium, ciliumTarget(wi, ns, pods, writtenCilium, ciliumInPlace))
 	if err != nil {
 		return withTransient(outcome, errors.Join(syncErr, err))
 	}
+	unanalysed = append(unanalysed, r.unreadCiliumPolicies(outcome.CNI)...)
 	outcome.UnanalysedPolicies = unanalysed
-	outcome.UnanalysedPolicies = append(outcome.UnanalysedPolicies, r.unreadCiliumPolicies(outcome.CNI)...)
 	outcome.Isolation = r.analyze(wi, pods, desired, existing.Items, res, namespaces,
 		append(adminpolicy.Widenings(anps, cnps, admin.own, adminpolicy.Target{Namespace: ns, Pods: pods}), cilium...))
 	if r.admin.served.ClusterNetworkPolicyOtherVersion {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -72,7 +73,7 @@ func PeersDisjoint(a, b networkingv1.NetworkPolicyPeer, namespace string) bool {
 	case a.IPBlock != nil || b.IPBlock != nil:
 		return true
 	}
-	own := metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": namespace}}
+	own := metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}}
 	namespaces := func(p networkingv1.NetworkPolicyPeer) metav1.LabelSelector {
 		if p.NamespaceSelector == nil {
 			return own
