@@ -97,7 +97,8 @@ type Target struct {
 	SelfUID types.UID
 	Own     map[string]any
 	// Current holds policies as the server holds them after the
-	// operator's own writes, read instead of the cached copies.
+	// operator's own writes, read instead of the cached copies; a nil
+	// entry is one the operator deleted.
 	Current map[string]*unstructured.Unstructured
 }
 
@@ -142,6 +143,9 @@ type Target struct {
 func Widenings(namespaced, clusterwide []unstructured.Unstructured, t Target) (out []analysis.AdminPolicy, unanalysed []string) {
 	read := func(u *unstructured.Unstructured, kind, namespace string) {
 		if current, ok := t.Current[u.GetName()]; ok && namespace != "" {
+			if current == nil {
+				return // deleted by the operator; the cache may still hold it
+			}
 			u = current
 		}
 		owner, generated := generatedBy(u)

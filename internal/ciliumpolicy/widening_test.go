@@ -278,4 +278,9 @@ func TestWideningsReadTheTargetsOwnPolicyWhenItsSpecDiffers(t *testing.T) {
 	if got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, withRepair); len(got) != 0 {
 		t.Errorf("Widenings = %+v, want the repaired copy left out", got)
 	}
+	// One the operator has just deleted is not read from a stale cache.
+	withRepair.Current = map[string]*unstructured.Unstructured{"local-ai-http-nginx": nil}
+	if got, _ := ciliumpolicy.Widenings([]unstructured.Unstructured{own}, nil, withRepair); len(got) != 0 {
+		t.Errorf("Widenings = %+v, want the deleted policy left out", got)
+	}
 }

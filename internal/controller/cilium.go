@@ -6,9 +6,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/equality"
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,7 +109,7 @@ func (r *WorkloadIsolationReconciler) unreadCiliumPolicies(c *cni.Result) []stri
 // references: what makes a generated object the operator's.
 func ownersChanged() predicate.Funcs {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return !apierrors.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
+		return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
 	}}
 }
 
@@ -285,6 +286,26 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 		}
 	}
 	var refs []isolationv1alpha1.PolicyReference
+	var failure *status.Failure
+	fail := func(f *status.Failure) {
+		if failure == nil {
+			failure = f
+		}
+	}
+	// Repairs are tracked like the NetworkPolicies': another writer that
+	// keeps changing a policy makes it Contested.
+	note := func(name, haveVersion, writer string, now time.Time) {
+		key := ciliumRepairKey(name)
+		if r.changedByOthers(wi, key, haveVersion) {
+			if contested := r.recordRepair(wi, key, writer, now); contested != nil {
+				fail(contested)
+			}
+		}
+	}
+	notConverged := func(name string) *status.Failure {
+		return &status.Failure{Reason: isolationv1alpha1.ReasonNotConverged, Message: fmt.Sprintf(
+			"CiliumNetworkPolicy %s/%s differs from the spec right after the operator wrote it: something rewrites it; the operator backs off", wi.Namespace, name)}
+	}
 	inPlace := map[string]*unstructured.Unstructured{}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		want := names[name]
@@ -293,26 +314,35 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: wi.Namespace, Name: name}, have)
 		found := err == nil
 		if err != nil && !kerrors.IsNotFound(err) {
-			return refs, inPlace, nil, fmt.Errorf("reading CiliumNetworkPolicy %s: %w", name, err)
+			return refs, inPlace, failure, fmt.Errorf("reading CiliumNetworkPolicy %s: %w", name, err)
 		}
 		owned := found && ownsObject(have, wi)
+		now := time.Now()
 		switch {
 		case want == nil && owned:
 			uid, rv := have.GetUID(), have.GetResourceVersion()
 			if err := r.Delete(ctx, have, client.Preconditions{UID: &uid, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil {
-				return refs, inPlace, nil, fmt.Errorf("deleting CiliumNetworkPolicy %s: %w", name, err)
+				return refs, inPlace, failure, fmt.Errorf("deleting CiliumNetworkPolicy %s: %w", name, err)
 			}
+			inPlace[name] = nil // gone, whatever the cache still holds
+			r.wrote(wi, ciliumRepairKey(name), "")
 		case want == nil:
 		case found && !owned:
-			return refs, inPlace, &status.Failure{Reason: isolationv1alpha1.ReasonNameConflict, Stalled: true, Message: fmt.Sprintf(
-				"CiliumNetworkPolicy %s/%s exists and was not created by this WorkloadIsolation; it is left untouched. Rename the WorkloadIsolation or remove that object", wi.Namespace, name)}, nil
+			// Left untouched; the other policies are still kept.
+			fail(&status.Failure{Reason: isolationv1alpha1.ReasonNameConflict, Stalled: true, Message: fmt.Sprintf(
+				"CiliumNetworkPolicy %s/%s exists and was not created by this WorkloadIsolation; it is left untouched. Rename the WorkloadIsolation or remove that object", wi.Namespace, name)})
 		case !found:
 			created := want.DeepCopy()
 			if err := r.Create(ctx, created, client.FieldOwner(FieldOwner)); err != nil {
-				return refs, inPlace, nil, fmt.Errorf("creating CiliumNetworkPolicy %s: %w", name, err)
+				return refs, inPlace, failure, fmt.Errorf("creating CiliumNetworkPolicy %s: %w", name, err)
 			}
 			refs = append(refs, isolationv1alpha1.PolicyReference{Kind: ciliumpolicy.Kind, Name: name})
 			inPlace[name] = created
+			note(name, "", "", now) // one it had written: deleted by someone else
+			r.wrote(wi, ciliumRepairKey(name), created.GetResourceVersion())
+			if !upToDate(created, want) {
+				fail(notConverged(name))
+			}
 		default:
 			refs = append(refs, isolationv1alpha1.PolicyReference{Kind: ciliumpolicy.Kind, Name: name})
 			inPlace[name] = have
@@ -334,20 +364,25 @@ func (r *WorkloadIsolationReconciler) syncCilium(ctx context.Context, wi *isolat
 			repaired.SetLabels(labels)
 			repaired.SetOwnerReferences(mergeOwners(want.GetOwnerReferences(), have.GetOwnerReferences()))
 			if err := r.Update(ctx, repaired, client.FieldOwner(FieldOwner)); err != nil {
-				return refs, inPlace, nil, fmt.Errorf("repairing CiliumNetworkPolicy %s: %w", name, err)
+				return refs, inPlace, failure, fmt.Errorf("repairing CiliumNetworkPolicy %s: %w", name, err)
 			}
 			inPlace[name] = repaired
+			note(name, have.GetResourceVersion(), lastWriter(have), now)
+			r.wrote(wi, ciliumRepairKey(name), repaired.GetResourceVersion())
 			// What the server keeps must be what was meant: anything that
-			// rewrites it again (an admission policy, another writer)
-			// would otherwise be fought on every reconcile.
-			if after := repaired; !upToDate(after, want) {
-				return refs, inPlace, &status.Failure{Reason: isolationv1alpha1.ReasonNotConverged, Message: fmt.Sprintf(
-					"CiliumNetworkPolicy %s/%s still differs after its repair: something rewrites it; the operator backs off", wi.Namespace, name)}, nil
+			// rewrites it at once (an admission policy) would otherwise be
+			// fought on every reconcile.
+			if !upToDate(repaired, want) {
+				fail(notConverged(name))
 			}
 		}
 	}
-	return refs, inPlace, nil, nil
+	return refs, inPlace, failure, nil
 }
+
+// ciliumRepairKey names a CiliumNetworkPolicy in the repair log, apart
+// from a NetworkPolicy of the same name.
+func ciliumRepairKey(name string) string { return ciliumpolicy.Kind + " " + name }
 
 // mergeOwners is the operator's owner references and the others' that
 // control nothing.
@@ -385,7 +420,7 @@ func upToDate(have, want *unstructured.Unstructured) bool {
 	if !metav1.IsControlledBy(have, &metav1.ObjectMeta{UID: want.GetOwnerReferences()[0].UID}) {
 		return false
 	}
-	return apierrors.Semantic.DeepEqual(have.Object["spec"], want.Object["spec"])
+	return equality.Semantic.DeepEqual(have.Object["spec"], want.Object["spec"])
 }
 
 // unstructuredReferences names objects for status.policies.

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -64,15 +65,18 @@ func (r *WorkloadIsolationReconciler) repairLog(owner *isolationv1alpha1.Workloa
 	return log
 }
 
-// keepOnly forgets the policies of owner not named in names (neither
-// desired nor owned any more), so the log stays as small as the resource.
+// keepOnly forgets the NetworkPolicies of owner not named in names
+// (neither desired nor owned any more), so the log stays as small as the
+// resource. Entries of other kinds (named with their kind) are left to
+// their own sync.
 func (r *WorkloadIsolationReconciler) keepOnly(owner *isolationv1alpha1.WorkloadIsolation, names map[string]bool) {
 	log := r.repairLog(owner)
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	log.ours = slices.DeleteFunc(log.ours, func(w ownWrite) bool { return !names[w.name] })
-	maps.DeleteFunc(log.by, func(name, _ string) bool { return !names[name] })
-	maps.DeleteFunc(log.times, func(name string, _ []time.Time) bool { return !names[name] })
+	gone := func(name string) bool { return !names[name] && !strings.Contains(name, " ") }
+	log.ours = slices.DeleteFunc(log.ours, func(w ownWrite) bool { return gone(w.name) })
+	maps.DeleteFunc(log.by, func(name, _ string) bool { return gone(name) })
+	maps.DeleteFunc(log.times, func(name string, _ []time.Time) bool { return gone(name) })
 }
 
 // changedByOthers reports whether a policy about to be written was changed
@@ -189,17 +193,21 @@ func (l *repairLog) contested(name string, window time.Duration) *status.Failure
 	if by := l.by[name]; by != "" {
 		writer = fmt.Sprintf("field manager %q", by)
 	}
+	what := "NetworkPolicy " + name
+	if strings.Contains(name, " ") {
+		what = name // another kind, named with it (ciliumRepairKey)
+	}
 	return &status.Failure{Reason: isolationv1alpha1.ReasonContested, Message: fmt.Sprintf(
-		"NetworkPolicy %s was changed away from the spec or deleted, by %s, and repaired %d times within %s; the operator keeps repairing it, but something keeps re-opening it",
-		name, writer, n, window)}
+		"%s was changed away from the spec or deleted, by %s, and repaired %d times within %s; the operator keeps repairing it, but something keeps re-opening it",
+		what, writer, n, window)}
 }
 
 // lastWriter returns the field manager of the most recent change to np by
 // someone other than the operator.
-func lastWriter(np *networkingv1.NetworkPolicy) string {
+func lastWriter(obj metav1.Object) string {
 	var name string
 	var at time.Time
-	for _, e := range np.ManagedFields {
+	for _, e := range obj.GetManagedFields() {
 		if e.Manager == FieldOwner || e.Time == nil {
 			continue
 		}

@@ -258,6 +258,23 @@ var _ = Describe("Layer-7 rules on Cilium", Ordered, func() {
 		Eventually(cnpErr("local-ai-egress-hosts"), timeout, interval).Should(notFound)
 	})
 
+	It("reports a writer that keeps re-opening its HTTP policy as Contested, and keeps repairing", func() {
+		for range 3 {
+			policy, err := cnp("local-ai-http-nginx")()
+			Expect(err).NotTo(HaveOccurred())
+			ingress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "ingress")
+			unstructured.RemoveNestedField(ingress[0].(map[string]any), "toPorts")
+			Expect(unstructured.SetNestedSlice(policy.Object, ingress, "spec", "ingress")).To(Succeed())
+			Expect(cc.c.Update(ctx, policy, client.FieldOwner("gitops"))).To(Succeed())
+			Eventually(cnp("local-ai-http-nginx"), timeout, interval).Should(WithTransform(httpRequests, HaveLen(18)))
+		}
+		Eventually(cc.isolation(ctx, wi), timeout, interval).Should(And(
+			haveCondition(isolationv1alpha1.ConditionReady, metav1.ConditionFalse, isolationv1alpha1.ReasonContested),
+			WithTransform(conditionMessage(isolationv1alpha1.ConditionReady), And(
+				ContainSubstring("CiliumNetworkPolicy local-ai-http-nginx"), ContainSubstring(`field manager "gitops"`))),
+		))
+	})
+
 	It("goes back to a NetworkPolicy when http is removed", func() {
 		cc.updateSpec(ctx, wi, func(w *isolationv1alpha1.WorkloadIsolation) { w.Spec.Ingress[0].HTTP = nil })
 		Eventually(npErr("local-ai-allow-nginx"), timeout, interval).Should(Succeed())
